@@ -1,0 +1,91 @@
+"""Input validation helpers shared by every public module.
+
+Every error is a ``ValueError`` that names the argument, what was expected and what came,
+e.g. ``tokens: expected a 4-D tensor (B, T, 1+N, D), got shape (2, 3, 4)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "check_finite",
+    "check_floating",
+    "check_labels",
+    "check_same_length",
+    "check_tensor",
+    "shape_str",
+]
+
+
+def shape_str(x: torch.Tensor | Sequence[int]) -> str:
+    shape = tuple(x.shape) if isinstance(x, torch.Tensor) else tuple(x)
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def check_tensor(
+    x: object,
+    name: str,
+    *,
+    ndim: int | None = None,
+    dims: dict[int, int] | None = None,
+    layout: str = "",
+) -> torch.Tensor:
+    """Check that ``x`` is a tensor with ``ndim`` dims and fixed sizes ``dims`` {axis: size}.
+
+    ``layout`` is a human description such as ``"(B, T, 1+N, D)"`` used in messages.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor {layout}".rstrip() +
+                         f", got {type(x).__name__}")
+    if ndim is not None and x.dim() != ndim:
+        raise ValueError(
+            f"{name}: expected a {ndim}-D tensor {layout}".rstrip()
+            + f", got shape {shape_str(x)}"
+        )
+    if dims:
+        for axis, size in dims.items():
+            if x.shape[axis] != size:
+                raise ValueError(
+                    f"{name}: expected size {size} at dim {axis} {layout}".rstrip()
+                    + f", got shape {shape_str(x)}"
+                )
+    return x
+
+
+def check_floating(x: torch.Tensor, name: str) -> torch.Tensor:
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise if ``x`` holds NaN or inf (one host synchronisation)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return x
+
+
+def check_labels(labels: object, name: str, num_classes: int, length: int | None = None
+                 ) -> torch.Tensor:
+    """Check an integer label vector with values in [0, num_classes)."""
+    x = check_tensor(labels, name, ndim=1, layout="(B,)")
+    if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
+        raise ValueError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
+    if length is not None and x.shape[0] != length:
+        raise ValueError(f"{name}: expected {length} entries, got {x.shape[0]}")
+    if x.numel() and (bool((x < 0).any()) or bool((x >= num_classes).any())):
+        lo, hi = int(x.min()), int(x.max())
+        raise ValueError(
+            f"{name}: expected values in [0, {num_classes}), got values in [{lo}, {hi}]"
+        )
+    return x
+
+
+def check_same_length(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"{name_b}: expected {a.shape[0]} entries to match {name_a}, got {b.shape[0]}"
+        )

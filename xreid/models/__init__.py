@@ -1,0 +1,1 @@
+"""xreid.models."""
