@@ -1,0 +1,219 @@
+"""XReID model: composition, gradients, inference embedding, presets and input errors."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from xreid import INFRARED, VISIBLE, XReID, XReIDLoss, build_backbone
+from xreid.models.output import XReIDOutput
+
+C = 5  # identities
+T = 3  # frames
+IMG = (32, 16)
+
+
+def _backbone(num_cameras: int = 3):
+    return build_backbone("tiny", img_size=IMG, num_cameras=num_cameras)
+
+
+def _model(preset: str = "paper", **kw) -> XReID:
+    torch.manual_seed(0)
+    return XReID.from_preset(_backbone(), C, preset, **kw)
+
+
+def _batch(p: int = 2, k: int = 2, seed: int = 0):
+    """Sampler-ordered batch: P*K visible clips (identity-major), then the same for infrared."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.arange(p).repeat_interleave(k)
+    labels = torch.cat([ids, ids])
+    modality = torch.tensor([VISIBLE] * (p * k) + [INFRARED] * (p * k))
+    video = torch.randn(2 * p * k, T, 3, *IMG, generator=g)
+    cameras = torch.randint(0, 3, (2 * p * k,), generator=g)
+    return video, labels, modality, cameras
+
+
+def _init_memory(model: XReID, video, labels, modality):
+    model.eval()
+    with torch.no_grad():
+        feats = model.memory_features(video)
+    # make every identity known in both modalities
+    all_labels = torch.arange(C).repeat(2)
+    all_mod = torch.tensor([VISIBLE] * C + [INFRARED] * C)
+    feats = torch.cat([feats, torch.randn(2 * C, feats.shape[1])])
+    model.memory.initialize(feats, torch.cat([labels, all_labels]), torch.cat([modality, all_mod]))
+    model.train()
+
+
+@pytest.mark.parametrize("preset", ["paper", "official"])
+def test_every_trainable_parameter_gets_a_gradient(preset):
+    model = _model(preset)
+    video, labels, modality, cameras = _batch()
+    _init_memory(model, video, labels, modality)
+    loss_fn = XReIDLoss.paper() if preset == "paper" else XReIDLoss.official(num_frames=T)
+    out = model(video, modality, cameras, labels)
+    assert isinstance(out, XReIDOutput)
+    result = loss_fn(out, labels, model.memory)
+    result.total.backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    assert missing == []
+    assert torch.isfinite(result.total)
+
+
+def test_training_output_shapes_and_cii_pairs_match_a_direct_call():
+    model = _model("paper")
+    video, labels, modality, cameras = _batch(p=2, k=2)
+    out = model(video, modality, cameras, labels)
+    b, d = video.shape[0], model.embed_dim
+    assert out.sequence.shape == (b, d)
+    assert out.projected.shape == (b, model.proj_dim)
+    assert out.memory_feature.shape == (b, d + model.proj_dim)
+    assert [f.shape[0] for f in out.triplet_features] == [b, b, b]
+    assert all(lg.shape == (b, C) for lg in out.logits)
+    assert out.mii is not None and out.mii.short.shape == (b, T, d)
+    # 2 branches (SII, LII) x 2 directions
+    assert len(out.cmcl_pairs) == 4
+    # reference: visible clips' SII sequence feature queries the paired infrared patches
+    tokens = model.backbone(video, cameras).tokens
+    short_mean = model.mii(tokens).short.mean(1)
+    vis = torch.arange(4)
+    ir = torch.arange(4, 8)
+    ref = model.cii(short_mean[vis], tokens[ir][:, :, 1:])
+    torch.testing.assert_close(out.extras["cii_short_v2i"], ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.cmcl_pairs[0][0], short_mean[vis], rtol=1e-5, atol=1e-5)
+    ref_rev = model.cii(short_mean[ir], tokens[vis][:, :, 1:])
+    torch.testing.assert_close(out.extras["cii_short_i2v"], ref_rev, rtol=1e-5, atol=1e-5)
+
+
+def test_official_preset_structure():
+    model = _model("official")
+    assert model.cii is None
+    assert model.config.sii_depth == 2 and not model.config.use_lii
+    video, labels, modality, cameras = _batch()
+    out = model(video, modality, cameras, labels)
+    assert out.cmcl_pairs == ()
+    assert len(out.frame_logits) == 2
+    assert all(f.shape == (video.shape[0] * T, C) for f in out.frame_logits)
+
+
+def test_detach_mii_blocks_backbone_gradient_from_mii_losses():
+    model = _model("paper", detach_mii=True)
+    video, labels, modality, cameras = _batch()
+    out = model(video, modality, cameras, labels)
+    out.mii.feature.sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert any(p.grad is not None for p in model.mii.parameters())
+    model.zero_grad()
+    model2 = _model("paper", detach_mii=False)
+    out2 = model2(video, modality, cameras, labels)
+    out2.mii.feature.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in model2.backbone.parameters())
+
+
+def test_embedding_is_deterministic_and_batch_independent():
+    model = _model("paper").eval()
+    video, _, _, cameras = _batch()
+    with torch.no_grad():
+        full = model.embed(video, cameras)
+        again = model(video, cameras=cameras)
+        single = torch.cat([model.embed(video[i:i + 1], cameras[i:i + 1])
+                            for i in range(video.shape[0])])
+    assert full.shape == (video.shape[0], model.embedding_dim)
+    assert model.embedding_dim == 2 * model.embed_dim + model.proj_dim
+    torch.testing.assert_close(full, again, rtol=0, atol=0)
+    torch.testing.assert_close(full, single, rtol=1e-5, atol=1e-5)
+
+
+def test_embedding_matches_its_definition():
+    model = _model("paper").eval()
+    video, _, _, _ = _batch()
+    with torch.no_grad():
+        emb = model.embed(video)
+        ft = model.backbone(video)
+        seq = ft.tokens[:, :, 0].mean(1)
+        proj = ft.projected.mean(1)
+        mii = model.mii(ft.tokens).feature
+        ref = torch.cat([model.bn_sequence(seq), model.bn_projected(proj), model.bn_mii(mii)], 1)
+    torch.testing.assert_close(emb, ref)
+
+
+def test_state_dict_round_trip_includes_memory():
+    model = _model("paper")
+    video, labels, modality, cameras = _batch()
+    _init_memory(model, video, labels, modality)
+    model(video, modality, cameras, labels)  # BN running stats move
+    clone = _model("paper")
+    clone.load_state_dict(copy.deepcopy(model.state_dict()))
+    assert torch.equal(clone.memory.visible, model.memory.visible)
+    model.eval()
+    clone.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clone.embed(video, cameras), model.embed(video, cameras))
+
+
+def test_cpu_bf16_autocast_close_to_fp32():
+    model = _model("paper")
+    video, labels, modality, cameras = _batch()
+    _init_memory(model, video, labels, modality)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(video, modality, cameras, labels)
+        loss = XReIDLoss.paper()(out, labels, model.memory).total
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        ref = model.embed(video)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model.embed(video)
+    assert low.dtype in (torch.bfloat16, torch.float32)
+    cos = torch.nn.functional.cosine_similarity(low.float(), ref, dim=1)
+    assert bool((cos > 0.98).all()), cos
+
+
+def test_torch_compile_embed_matches_eager():
+    model = _model("paper").eval()
+    video, _, _, cameras = _batch(p=1, k=1)
+    compiled = torch.compile(model.embed, backend="eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(video, cameras), model.embed(video, cameras))
+
+
+def test_forward_paired_equals_concatenated_forward():
+    model = _model("paper")
+    video, labels, modality, cameras = _batch(p=2, k=1)
+    torch.manual_seed(1)
+    out = model.forward_paired(video[:2], video[2:], labels=labels[:2],
+                               visible_cameras=cameras[:2], infrared_cameras=cameras[2:])
+    ref = model(video, modality, cameras, labels)
+    torch.testing.assert_close(out.memory_feature, ref.memory_feature)
+
+
+def test_input_errors_name_the_argument():
+    model = _model("paper")
+    video, labels, modality, cameras = _batch()
+    with pytest.raises(ValueError, match="video"):
+        model(video[0], modality, cameras, labels)
+    with pytest.raises(ValueError, match="infrared"):
+        model.forward_paired(video[:2], video[2:4, :2])
+    with pytest.raises(ValueError, match="cameras"):
+        model(video, modality, cameras + 10, labels)
+    with pytest.raises(ValueError, match="modality"):
+        model(video, None, cameras, labels)
+    with pytest.raises(ValueError, match="modality"):
+        model(video, torch.zeros_like(modality), cameras, labels)
+    with pytest.raises(ValueError, match="labels"):
+        half = labels.shape[0] // 2  # visible ids [0,0,1,1] vs infrared [1,1,0,0]
+        model(video, modality, cameras, torch.cat([labels[:half], labels[:half].flip(0)]))
+    with pytest.raises(ValueError, match="labels"):
+        model(video, modality, cameras, labels + C)
+    with pytest.raises(ValueError, match="preset"):
+        XReID.from_preset(_backbone(), C, "nope")
+    with pytest.raises(ValueError, match="num_cameras"):
+        XReID(_backbone(3), C, num_cameras=5)
+    no_cam = XReID(build_backbone("tiny", img_size=IMG), C).eval()
+    with pytest.raises(ValueError, match="cameras"):
+        no_cam.embed(video, cameras)

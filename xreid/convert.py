@@ -1,0 +1,155 @@
+"""Convert a CLIP ViT checkpoint to a safetensors file that ``build_backbone`` loads.
+
+Usage::
+
+    python -m xreid.convert ViT-B-16.pt clip_vitb16.safetensors [--img-size 288 144] \
+        [--format timm|openclip]
+    xreid-convert ViT-B-16.pt clip_vitb16.safetensors --img-size 288 144
+
+Input: OpenAI's TorchScript ``ViT-B-16.pt`` (read with ``torch.jit.load(...).state_dict()``
+only, so use a file you trust), an open_clip / timm / xreid state dict (``.pt/.pth/.bin``, read
+with ``torch.load(weights_only=True)``) or a safetensors file. Only the visual tower is kept,
+in float32 (plus ``camera_embed`` from an xreid backbone checkpoint).
+
+Output formats:
+
+- ``timm`` (default): timm ``VisionTransformer`` names with ``head.weight = proj.T`` and a zero
+  ``head.bias``; timm itself also loads it (``pretrained_cfg_overlay=dict(file=...)``).
+- ``openclip``: OpenAI / open_clip names with the ``visual.`` prefix (visual tower only).
+
+``--img-size H W`` resamples the positional embedding to the ``(H/p, W/p)`` grid with the
+authors' resize (bilinear, no antialias, [CLS] position kept); the grid is recorded in the
+safetensors metadata (``grid_size``), so the file can later be loaded at any size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["convert_checkpoint", "main"]
+
+FORMATS = ("timm", "openclip")
+
+
+def convert_checkpoint(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    img_size: tuple[int, int] | None = None,
+    fmt: str = "timm",
+) -> dict[str, str]:
+    """Convert ``src`` to a float32 safetensors file ``dst``; returns the written metadata.
+
+    Raises ``ValueError`` for an unknown format, an unrecognised checkpoint or an
+    ``img_size`` that is not a multiple of the patch size.
+    """
+    from safetensors.torch import save_file
+
+    from xreid.backbones.weights import (
+        canonical_to_openai,
+        check_zero_head_bias,
+        parse_grid,
+        read_checkpoint,
+        resample_pos_embed,
+        to_canonical,
+    )
+
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
+    raw, meta = read_checkpoint(src)
+    state, src_fmt = to_canonical(raw)
+    if "head.bias" in state:
+        check_zero_head_bias(state.pop("head.bias"))
+    for key in ("pos_embed", "patch_embed.proj.weight"):
+        if key not in state:
+            raise ValueError(
+                f"src: expected a ViT checkpoint with {key!r}, got keys {sorted(state)[:6]}"
+            )
+    pe = state["pos_embed"]
+    old_grid = parse_grid(meta)
+    if old_grid is None:
+        side = math.isqrt(pe.shape[1] - 1)
+        old_grid = (side, side) if side * side == pe.shape[1] - 1 else None
+    ph, pw = state["patch_embed.proj.weight"].shape[-2:]
+    if img_size is not None:
+        h, w = img_size
+        if h <= 0 or w <= 0 or h % ph or w % pw:
+            raise ValueError(
+                f"img_size: expected positive multiples of the patch size ({ph}, {pw}), "
+                f"got {tuple(img_size)}"
+            )
+        grid = (h // ph, w // pw)
+        if old_grid is not None or pe.shape[1] - 1 != grid[0] * grid[1]:
+            state["pos_embed"] = resample_pos_embed(pe.float(), grid, old_grid)
+        # else: an unknown grid with as many positions as the target is taken as the target
+    else:
+        grid = old_grid
+
+    out = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in state.items()}
+    if fmt == "timm":
+        if "head.weight" in out:
+            out["head.bias"] = torch.zeros(out["head.weight"].shape[0])
+    else:
+        out = canonical_to_openai(out, prefix="visual.")
+        out = {k: v.contiguous() for k, v in out.items()}
+    metadata = {
+        "format": fmt,
+        "source_format": src_fmt,
+        "patch_size": f"{ph},{pw}",
+        "producer": "xreid.convert",
+    }
+    if grid is not None:
+        metadata["grid_size"] = f"{grid[0]},{grid[1]}"
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(dst), metadata=metadata)
+    return metadata
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xreid-convert",
+        description="Convert an OpenAI / open_clip / timm CLIP ViT checkpoint to a safetensors "
+        "file for xreid.build_backbone(..., weights=OUTPUT). Reads local files only.",
+    )
+    p.add_argument("input", help="ViT-B-16.pt (OpenAI TorchScript), .pt/.pth/.bin or .safetensors")
+    p.add_argument("output", help="output .safetensors file")
+    p.add_argument(
+        "--img-size", nargs=2, type=int, metavar=("H", "W"), default=None,
+        help="resample the positional embedding to this frame size (e.g. 288 144)",
+    )
+    p.add_argument(
+        "--format", choices=FORMATS, default="timm",
+        help="key names of the output (default: timm)",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point (``xreid-convert``); returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        meta = convert_checkpoint(
+            args.input,
+            args.output,
+            img_size=tuple(args.img_size) if args.img_size else None,
+            fmt=args.format,
+        )
+    except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
+        print(f"xreid-convert: error: {e}", file=sys.stderr)
+        return 1
+    grid = meta.get("grid_size", "unknown").replace(",", "x")
+    print(
+        f"wrote {args.output} (format {meta['format']}, from {meta['source_format']}, "
+        f"patch grid {grid})"
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Data: dataset readers, synthetic datasets, frame sampling, clip transforms, samplers.
+
+Readers of the real on-disk layouts (``reference/datasets.md``):
+:class:`HITSZVCM` and :class:`BUPTCampus` give :class:`Tracklet` lists for training and for the
+query/gallery of each direction (``"i2v"``, ``"v2i"``). :func:`make_synthetic_hitsz_vcm` and
+:func:`make_synthetic_bupt_campus` write small learnable datasets in the same layouts.
+:class:`VideoClipDataset` turns tracklets into clips (:func:`sample_frame_indices`,
+:class:`ClipTransform`); :class:`CrossModalIdentitySampler` forms the P x (K visible + K
+infrared) training batches. See ``docs/data.md``.
+
+Errors: :class:`DataError` (a ``ValueError``) for malformed data, naming the file and line,
+identity or image; :class:`DataFileNotFoundError` (also a ``FileNotFoundError``) for missing
+paths, naming the path.
+
+Importing this package needs torch, numpy and Pillow only.
+"""
+
+from __future__ import annotations
+
+from xreid.data._base import DIRECTIONS
+from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
+from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
+from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
+from xreid.data.sampler import CrossModalIdentitySampler
+from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
+from xreid.data.synthetic import make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
+from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
+from xreid.data.transforms import NORMALIZATIONS, ClipTransform
+
+__all__ = [
+    "BUPT_CAMERAS",
+    "DIRECTIONS",
+    "HITSZVCM",
+    "NORMALIZATIONS",
+    "SAMPLING_MODES",
+    "BUPTCampus",
+    "ClipTransform",
+    "CrossModalIdentitySampler",
+    "DataError",
+    "DataFileNotFoundError",
+    "Tracklet",
+    "VideoClipDataset",
+    "decode_vcm_name",
+    "item_seed",
+    "load_frame",
+    "make_synthetic_bupt_campus",
+    "make_synthetic_hitsz_vcm",
+    "modality_name",
+    "num_dense_clips",
+    "sample_frame_indices",
+]

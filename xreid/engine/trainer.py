@@ -1,0 +1,513 @@
+"""The reference training loop: one training step, memory initialisation, evaluation hook.
+
+The loop is library code so other projects can drive it; it never prints. Progress reaches the
+caller through :class:`Callbacks` (the example script turns them into tqdm bars and tables),
+and a JSONL log, the resolved config, checkpoints and metrics are written to
+``cfg.output_dir`` by rank 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xreid.engine.checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from xreid.engine.config import TrainConfig
+from xreid.engine.optim import build_optimizer, build_scheduler
+
+__all__ = [
+    "Callbacks",
+    "Trainer",
+    "build_model",
+    "build_reader",
+    "seed_everything",
+    "train_step",
+]
+
+
+# ----------------------------------------------------------------------------- utilities
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party global users
+    torch.manual_seed(seed)
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device | str = "cpu",
+    amp: str = "none",
+    scaler: torch.amp.GradScaler | None = None,
+    max_grad_norm: float | None = None,
+    use_cameras: bool = True,
+) -> dict[str, float]:
+    """One X-ReID optimisation step on a paired batch, then the CPC memory update.
+
+    ``batch`` holds ``video`` (B, T, 3, H, W), ``label``, ``modality`` and ``camera`` (B,)
+    tensors, ordered as :class:`xreid.data.CrossModalIdentitySampler` yields them. The loss
+    (Eq. 10) is computed against the current prototypes; after ``backward`` and the optimiser
+    step the memory is updated with the batch's detached memory features (Eqs. 1-2). Returns
+    every loss term (unweighted) and the weighted total as floats.
+    """
+    device = torch.device(device)
+    core = _unwrap(model)
+    video = batch["video"].to(device, non_blocking=True)
+    labels = batch["label"].to(device, non_blocking=True)
+    modality = batch["modality"].to(device, non_blocking=True)
+    cameras = batch["camera"].to(device, non_blocking=True) if use_cameras else None
+    model.train()
+    with _autocast(device, amp):
+        out = model(video, modality, cameras, labels)
+        result = loss_fn(out, labels, core.memory)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(result.total).backward()
+        if max_grad_norm:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        result.total.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+    core.memory.update(out.memory_feature.detach().float(), labels, modality)
+    logs = {k: float(v.detach()) for k, v in result.terms.items()}
+    logs["total"] = float(result.total.detach())
+    return logs
+
+
+def build_reader(cfg: TrainConfig) -> Any:
+    """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
+    from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
+
+    if cfg.dataset == "hitsz-vcm":
+        return HITSZVCM(cfg.root, min_len=cfg.min_len)
+    if cfg.dataset == "bupt-campus":
+        return BUPTCampus(cfg.root)
+    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
+    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
+        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
+    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
+    params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
+    marker = root / ".xreid-complete"
+    stamp = json.dumps(params, sort_keys=True)
+    if not marker.exists() or marker.read_text().strip() != stamp:
+        if root.exists() and any(root.iterdir()) and not marker.exists():
+            raise ValueError(
+                f"root: {root} exists and is not an xreid synthetic dataset (no "
+                f"{marker.name}); refusing to overwrite it — pass an empty or new folder"
+            )
+        # generate into a temporary sibling, then rename: a crash never leaves half a dataset
+        tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        make_synthetic_hitsz_vcm(tmp, **params)
+        (tmp / ".xreid-complete").write_text(stamp + "\n")
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(tmp, root)
+    return HITSZVCM(root, min_len=cfg.min_len)
+
+
+def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.Module:
+    """Backbone (``cfg.backbone``, local ``cfg.weights``) + X-ReID heads (``cfg.model_preset``)."""
+    from xreid.backbones import build_backbone
+    from xreid.models.xreid import XReID
+
+    backbone = build_backbone(
+        cfg.backbone,
+        img_size=tuple(cfg.img_size),
+        weights=cfg.weights,
+        num_cameras=num_cameras if cfg.use_cameras else 0,
+        freeze_patch_embed=cfg.freeze_patch_embed,
+        grad_checkpointing=cfg.grad_checkpointing,
+    )
+    return XReID.from_preset(backbone, num_identities, cfg.model_preset,
+                             **cfg.model_overrides())
+
+
+class Callbacks:
+    """Hooks of :class:`Trainer` (all no-ops). Override what you need."""
+
+    def on_message(self, trainer: Trainer, text: str) -> None: ...
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int, num_iterations: int) -> None: ...
+
+    def on_iteration(self, trainer: Trainer, epoch: int, iteration: int,
+                     logs: dict[str, float]) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None: ...
+
+    def on_evaluation_start(self, trainer: Trainer, tag: str) -> Any:
+        """May return a progress callable(done, total) passed to feature extraction."""
+        return None
+
+    def on_evaluation(self, trainer: Trainer, tag: str, result: Any) -> None: ...
+
+
+class Trainer:
+    """Trains :class:`xreid.XReID` as ``cfg`` says; see ``examples/train_vvi.py``.
+
+    Distributed: when launched by ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the
+    trainer joins the process group (nccl on CUDA, gloo on CPU), wraps the model in DDP
+    (``find_unused_parameters=False``; the CPC memory is kept out of buffer broadcasting and
+    synchronised by its own all-gather), and shards identities with the sampler. Rank 0
+    evaluates and writes files.
+    """
+
+    def __init__(self, cfg: TrainConfig, callbacks: Callbacks | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.callbacks = callbacks or Callbacks()
+        self.output_dir = Path(cfg.output_dir)
+        self._init_distributed()
+        self.epoch = 0  # completed epochs
+        self.iteration = 0
+        self.history: list[dict[str, Any]] = []
+        self.results: dict[str, Any] = {}
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if self.is_main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._barrier()
+        self.reader = build_reader(cfg) if self.is_main else None
+        self._barrier()
+        if self.reader is None:
+            self.reader = build_reader(cfg)
+        self.model = build_model(cfg, self.reader.num_train_identities,
+                                 self.reader.num_cameras).to(self.device)
+        self.core = self.model
+        if cfg.compile:
+            self.core.backbone.compile()
+            self.core.mii.compile()
+        from xreid.losses.xreid_loss import XReIDLoss
+
+        num_frames = cfg.num_frames
+        self.loss_fn = (XReIDLoss.official(num_frames=num_frames)
+                        if cfg.loss_preset == "official" else XReIDLoss.paper())
+        if cfg.label_smoothing:
+            self.loss_fn.label_smoothing = cfg.label_smoothing
+        self.optimizer = build_optimizer(
+            self.core, lr=cfg.lr, weight_decay=cfg.weight_decay,
+            bias_lr_factor=cfg.bias_lr_factor, classifier_lr_factor=cfg.classifier_lr_factor,
+            head_lr_factor=cfg.head_lr_factor,
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, warmup_epochs=cfg.warmup_epochs, warmup_factor=cfg.warmup_factor,
+            milestones=cfg.milestones, gamma=cfg.gamma,
+        )
+        self.scaler = (torch.amp.GradScaler(self.device.type)
+                       if cfg.amp == "fp16" else None)
+        self._build_train_data()
+        self.memory_initialized = False
+        if self.distributed:
+            from xreid.distributed import ignore_memory_buffers_in_ddp
+
+            ignore_memory_buffers_in_ddp(self.core)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(
+                self.core, device_ids=ids, find_unused_parameters=False
+            )
+
+    # ------------------------------------------------------------------ distributed setup
+    def _init_distributed(self) -> None:
+        import torch.distributed as dist
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.distributed = world > 1 or (dist.is_available() and dist.is_initialized())
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = self.cfg.device
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if dev == "cuda" and self.distributed:
+            dev = f"cuda:{local_rank}"
+        self.device = torch.device(dev)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if self.distributed and not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world_size = dist.get_world_size() if self.distributed else 1
+        self.is_main = self.rank == 0
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm running statistics (DDP only broadcasts them at
+        the start of a forward, so after the last step of an epoch they differ). The CPC
+        memory is synchronised by its own all-gather and is left alone."""
+        if not self.distributed:
+            return
+        import torch.distributed as dist
+
+        memory_buffers = {id(b) for b in self.core.memory.buffers()}
+        for buf in self.core.buffers():
+            if id(buf) not in memory_buffers:
+                dist.broadcast(buf, src=0)
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    # ------------------------------------------------------------------------- data
+    def _build_train_data(self) -> None:
+        from xreid.data import ClipTransform, CrossModalIdentitySampler, VideoClipDataset
+
+        cfg = self.cfg
+        transform = ClipTransform(
+            tuple(cfg.img_size), train=True, normalization=cfg.normalization,
+            flip_p=cfg.flip_p, pad=cfg.pad, erasing_p=cfg.erasing_p,
+        )
+        self.train_dataset = VideoClipDataset(
+            self.reader.train, num_frames=cfg.num_frames, sampling="restricted_random",
+            transform=transform, seed=cfg.seed,
+        )
+        self.sampler = CrossModalIdentitySampler(
+            self.reader.train, ids_per_batch=cfg.ids_per_batch,
+            clips_per_modality=cfg.clips_per_modality, seed=cfg.seed,
+            num_replicas=self.world_size, rank=self.rank,
+        )
+        if len(self.sampler) == 0:
+            raise ValueError(
+                "ids_per_batch: the training set has too few identities for one batch per "
+                f"rank (ids_per_batch={cfg.ids_per_batch}, world size {self.world_size}, "
+                f"{self.reader.num_train_identities} identities)"
+            )
+
+    def iterations_per_epoch(self) -> int:
+        return self.cfg.iters_per_epoch or len(self.sampler)
+
+    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The batches of ``epoch``: deterministic per (seed, epoch), cycling if needed."""
+        cfg = self.cfg
+        needed = self.iterations_per_epoch()
+        produced, cycle = 0, 0
+        while produced < needed:
+            sub_epoch = epoch * 1000 + cycle
+            self.sampler.set_epoch(sub_epoch)
+            self.train_dataset.set_epoch(sub_epoch)
+            loader = torch.utils.data.DataLoader(
+                self.train_dataset, batch_sampler=self.sampler, num_workers=cfg.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )
+            for batch in loader:
+                yield batch
+                produced += 1
+                if produced >= needed:
+                    return
+            cycle += 1
+
+    # ------------------------------------------------------------------------- memory
+    def initialize_memory(self) -> None:
+        """(Re)build the CPC prototypes from the current model (eval mode, no grad)."""
+        from xreid.data import ClipTransform, VideoClipDataset
+        from xreid.memory.build import build_memory
+
+        cfg = self.cfg
+        dataset = VideoClipDataset(
+            self.reader.train, num_frames=cfg.num_frames, sampling="restricted_random",
+            transform=ClipTransform(tuple(cfg.img_size), train=False,
+                                    normalization=cfg.normalization),
+            seed=cfg.seed,
+        )
+        dataset.set_epoch(self.epoch)
+        # each rank extracts a disjoint shard; ``initialize`` all-reduces the per-identity sums
+        shard = torch.utils.data.Subset(dataset, range(self.rank, len(dataset), self.world_size))
+        loader = torch.utils.data.DataLoader(
+            shard, batch_size=cfg.memory_batch_size, shuffle=False, num_workers=cfg.num_workers,
+        )
+        autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        build_memory(self.core, loader, memory=self.core.memory, device=self.device,
+                     autocast_dtype=autocast_dtype)
+        self.memory_initialized = True
+
+    # ----------------------------------------------------------------------- evaluation
+    def evaluate(self, tag: str = "eval") -> Any:
+        """I2V and V2I on the reader's test split (rank 0; other ranks return None)."""
+        from xreid.metrics import evaluate_model
+
+        result = None
+        if self.is_main:
+            cfg = self.cfg
+            progress = self.callbacks.on_evaluation_start(self, tag)
+            autocast_dtype = {"none": None, "bf16": torch.bfloat16,
+                              "fp16": torch.float16}[cfg.amp]
+            result = evaluate_model(
+                self.core, self.reader, num_frames=cfg.num_frames, sampling=cfg.eval_sampling,
+                img_size=tuple(cfg.img_size), normalization=cfg.normalization,
+                batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
+                device=self.device, autocast_dtype=autocast_dtype, rerank=cfg.rerank,
+                use_cameras=cfg.use_cameras, progress=progress,
+            )
+            self.results[tag] = result
+            self.callbacks.on_evaluation(self, tag, result)
+            self._log({"event": "evaluation", "tag": tag, "epoch": self.epoch,
+                       **{"metrics": result.to_dict()}})
+        self._barrier()
+        return result
+
+    # ----------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": "xreid-train-checkpoint-v1",
+            "model": self.core.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "memory_initialized": self.memory_initialized,
+            "history": self.history,
+            "results": {k: v.to_dict() for k, v in self.results.items()},
+            "config": self.cfg.to_dict(),
+            "rng": capture_rng_state(),
+            "world_size": self.world_size,
+        }
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
+        """Write the full training state atomically (rank 0); returns the path."""
+        path = Path(path) if path is not None else self.output_dir / "checkpoint.pt"
+        if self.is_main:
+            atomic_save(self.state_dict(), path)
+        self._barrier()
+        return path
+
+    def load_checkpoint(self, path: str | Path, *, resume: bool = True) -> None:
+        """Load model (and with ``resume`` the optimiser, schedule, epoch and RNG) state."""
+        state = load_checkpoint(path, map_location=self.device)
+        missing, unexpected = self.core.load_state_dict(state["model"], strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint: {path} does not match this model; missing keys {missing[:10]}, "
+                f"unexpected keys {unexpected[:10]} (check --backbone/--preset/--img-size)"
+            )
+        self.memory_initialized = bool(state.get("memory_initialized", True))
+        if not resume:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.iteration = int(state["iteration"])
+        self.history = list(state.get("history", []))
+        restore_rng_state(state["rng"])
+
+    # --------------------------------------------------------------------------- logging
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        self.history.append(record) if record.get("event") == "epoch" else None
+        with open(self.output_dir / "log.jsonl", "a") as fh:
+            fh.write(json.dumps({"time": time.time(), **record}) + "\n")
+
+    def _message(self, text: str) -> None:
+        if self.is_main:
+            self.callbacks.on_message(self, text)
+
+    # ------------------------------------------------------------------------------ fit
+    def fit(self) -> dict[str, Any]:
+        """Train for ``cfg.epochs`` (from the current epoch on) and return the metrics.
+
+        ``{"before": ..., "after": ..., "config": ...}`` with ``before`` present when
+        ``cfg.eval_before`` and training starts from epoch 0.
+        """
+        cfg = self.cfg
+        if self.is_main:
+            cfg.save(self.output_dir / "config.json")
+        if cfg.eval_before and self.epoch == 0 and "before" not in self.results:
+            self.evaluate("before")
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch
+            if cfg.memory_init == "every_epoch" or not self.memory_initialized:
+                self._message(f"initialising the CPC memory (epoch {epoch + 1})")
+                self.initialize_memory()
+            n_iter = self.iterations_per_epoch()
+            if self.is_main:
+                self.callbacks.on_epoch_start(self, epoch, n_iter)
+            sums: dict[str, float] = {}
+            for i, batch in enumerate(self._epoch_batches(epoch)):
+                logs = train_step(
+                    self.model, batch, self.loss_fn, self.optimizer, device=self.device,
+                    amp=cfg.amp, scaler=self.scaler, max_grad_norm=cfg.max_grad_norm,
+                    use_cameras=cfg.use_cameras,
+                )
+                if not all(math.isfinite(v) for v in logs.values()):
+                    raise FloatingPointError(
+                        f"non-finite loss at epoch {epoch + 1}, iteration {i + 1}: {logs}"
+                    )
+                self.iteration += 1
+                logs["lr"] = self.optimizer.param_groups[0]["lr"]
+                for k, v in logs.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                if self.is_main:
+                    if self.iteration % cfg.log_every == 0:
+                        self._log({"event": "iteration", "epoch": epoch + 1,
+                                   "iteration": self.iteration, **logs})
+                    self.callbacks.on_iteration(self, epoch, i, logs)
+            self.scheduler.step()
+            self._sync_buffers()
+            self.epoch += 1
+            means = {k: v / max(1, n_iter) for k, v in sums.items()}
+            self._log({"event": "epoch", "epoch": self.epoch, **means})
+            if self.is_main:
+                self.callbacks.on_epoch_end(self, epoch, means)
+            if self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs:
+                self.save_checkpoint()
+        self.evaluate("after")
+        metrics = self.metrics()
+        if self.is_main:
+            (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def metrics(self) -> dict[str, Any]:
+        """``{"before": {...}, "after": {...}, "config": {...}}`` from the evaluations run."""
+        out: dict[str, Any] = {}
+        for tag in ("before", "after", "eval"):
+            if tag in self.results:
+                out[tag] = self.results[tag].to_dict()
+        out["config"] = self.cfg.to_dict()
+        return out
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()

@@ -1,0 +1,429 @@
+"""The full X-ReID model: backbone + CPC memory + MII (SII, LII) + CII + BNNeck heads.
+
+Paper: "Proposed Method" (Fig. 2) and "Training and Inference". Shapes: B clips, T frames,
+L = 1 + N tokens per frame, D backbone width, d projection width, C training identities.
+
+Training forward (``model.train()``) on a batch of paired clips returns an
+:class:`~xreid.models.output.XReIDOutput` with every feature and logit
+:class:`~xreid.XReIDLoss` needs. The batch holds as many visible as infrared clips; the i-th
+visible clip (in batch order) is paired with the i-th infrared clip, and both must show the
+same identity (the batch order of :class:`xreid.data.CrossModalIdentitySampler` guarantees it).
+
+Inference (``model.eval()``; ``model.embed`` or ``model(video)``) returns
+``cat(BN(sequence), BN(projected), BN(MII feature))``: the original sequence-level feature
+(TAP of the [CLS] tokens, D), its CLIP projection (TAP of the projected [CLS], d), and the
+multi-granularity feature O of Eq. 8 (D), each after its BNNeck — exactly the authors'
+2048-d paper-equivalent inference feature for ViT-B/16. CII is not used at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from xreid._validation import check_labels, check_tensor, shape_str
+from xreid.constants import INFRARED, VISIBLE
+from xreid.layers.cross_modal import CrossModalInteraction
+from xreid.layers.multi_granularity import MultiGranularityInteraction
+from xreid.memory.prototype_memory import CrossModalPrototypeMemory
+from xreid.models.heads import BNNeck, IdentityClassifier
+from xreid.models.output import XReIDOutput
+
+__all__ = ["PRESETS", "XReID", "XReIDConfig"]
+
+
+@dataclass(frozen=True)
+class XReIDConfig:
+    """Head options of :class:`XReID` (every field is also a keyword of ``XReID``).
+
+    Attributes:
+        num_heads: attention heads of SII/LII/CII (default ``D // 64``).
+        sii_depth: stacked SII blocks (paper 1, authors' code 2).
+        lii_depth: stacked LII blocks.
+        lii_stride: LII time stride S (paper 2; 0 pairs every frame with itself).
+        use_lii: build the LII branch (Eq. 7); without it the MII feature is the SII mean.
+        use_cii: build CII + CMCL (Fig. 3d, Eq. 9).
+        detach_mii: feed MII/CII a detached copy of the backbone tokens (authors' code), so
+            the MII losses train only the heads.
+        frame_logits: also return frame-level logits (authors' frame ID losses).
+        mlp_ratio: FFN expansion of the interaction blocks.
+        fold_div: channel fold of the SII token shift (Eq. 5 uses D/4).
+        drop_path: stochastic depth in the interaction blocks.
+        memory_momentum: mu of Eq. 1 (paper 0.2, authors' code 0.1).
+        memory_temperature: tau of the CPCL softmax (authors' code 0.05).
+        hard_selection: ``"cross_modal"`` (Eq. 2) or ``"any"`` (authors' code).
+    """
+
+    num_heads: int | None = None
+    sii_depth: int = 1
+    lii_depth: int = 1
+    lii_stride: int = 2
+    use_lii: bool = True
+    use_cii: bool = True
+    detach_mii: bool = False
+    frame_logits: bool = False
+    mlp_ratio: float = 4.0
+    fold_div: int = 4
+    drop_path: float = 0.0
+    memory_momentum: float = 0.2
+    memory_temperature: float = 0.05
+    hard_selection: Literal["cross_modal", "any"] = "cross_modal"
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: SII (1 block) + LII (S=2) + CII + CMCL, momentum 0.2, cross-modal hard
+    # selection; the paper is silent about detaching, so gradients reach the backbone.
+    "paper": {},
+    # The authors' released code (official-code-notes §8): SII only with 2 blocks, detached MII
+    # input, frame-level ID losses, momentum 0.1, hard sample of either modality.
+    "official": {
+        "sii_depth": 2,
+        "use_lii": False,
+        "use_cii": False,
+        "detach_mii": True,
+        "frame_logits": True,
+        "memory_momentum": 0.1,
+        "hard_selection": "any",
+    },
+}
+
+
+class XReID(nn.Module):
+    """X-ReID: a frame-token backbone with CPC prototypes, MII, CII and BNNeck heads.
+
+    Args:
+        backbone: a frame-token encoder (:func:`xreid.build_backbone`) with attributes
+            ``embed_dim`` (D) and ``proj_dim`` (d) whose ``forward(video (B,T,3,H,W),
+            cameras=None)`` returns ``FrameTokens(tokens (B,T,1+N,D), projected (B,T,d))``.
+        num_identities: C, the number of training identities (labels in [0, C)).
+        num_cameras: number of cameras; 0 uses the backbone's ``num_cameras``. Cameras are
+            passed to the backbone (SIE on the [CLS] token) and validated here.
+        **options: the fields of :class:`XReIDConfig`.
+
+    Submodules: ``backbone``, ``memory`` (:class:`~xreid.CPCMemory` over the (D+d)-d
+    clip feature ``cat(BN(sequence), BN(projected))``, as the authors' code), ``mii``,
+    ``cii`` (if ``use_cii``), BNNecks ``bn_sequence``, ``bn_projected``, ``bn_mii`` and
+    classifiers ``classifier_clip`` ((D+d) -> C) and ``classifier_mii`` (D -> C). With
+    ``frame_logits`` also ``bn_sequence_frame``, ``bn_projected_frame``, ``bn_mii_frame``
+    and ``classifier_clip_frame``; the MII frame logits share ``classifier_mii`` (authors).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_identities: int,
+        *,
+        num_cameras: int = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        if num_identities < 1:
+            raise ValueError(f"num_identities: expected a positive int, got {num_identities}")
+        try:
+            cfg = XReIDConfig(**options)
+        except TypeError as exc:  # unknown keyword
+            raise ValueError(f"XReID: {exc}") from None
+        if cfg.hard_selection not in ("cross_modal", "any"):
+            raise ValueError(
+                f"hard_selection: expected 'cross_modal' or 'any', got {cfg.hard_selection!r}"
+            )
+        dim = int(backbone.embed_dim)
+        proj_dim = int(backbone.proj_dim)
+        backbone_cams = int(getattr(backbone, "num_cameras", 0))
+        if num_cameras and backbone_cams and num_cameras != backbone_cams:
+            raise ValueError(
+                f"num_cameras: expected {backbone_cams} (the backbone's camera embedding), "
+                f"got {num_cameras}"
+            )
+        self.config = cfg
+        self.num_identities = int(num_identities)
+        self.num_cameras = int(num_cameras or backbone_cams)
+        self.embed_dim = dim
+        self.proj_dim = proj_dim
+        num_heads = cfg.num_heads or max(1, dim // 64)
+
+        self.backbone = backbone
+        self.memory = CrossModalPrototypeMemory(
+            num_identities,
+            dim + proj_dim,
+            momentum=cfg.memory_momentum,
+            temperature=cfg.memory_temperature,
+            hard_selection=cfg.hard_selection,
+        )
+        self.mii = MultiGranularityInteraction(
+            dim,
+            num_heads,
+            lii_stride=cfg.lii_stride,
+            sii_depth=cfg.sii_depth,
+            lii_depth=cfg.lii_depth,
+            use_lii=cfg.use_lii,
+            mlp_ratio=cfg.mlp_ratio,
+            fold_div=cfg.fold_div,
+            drop_path=cfg.drop_path,
+        )
+        self.cii = (
+            CrossModalInteraction(dim, num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=cfg.drop_path)
+            if cfg.use_cii
+            else None
+        )
+        self.bn_sequence = BNNeck(dim)
+        self.bn_projected = BNNeck(proj_dim)
+        self.bn_mii = BNNeck(dim)
+        self.classifier_clip = IdentityClassifier(dim + proj_dim, num_identities)
+        self.classifier_mii = IdentityClassifier(dim, num_identities)
+        if cfg.frame_logits:
+            self.bn_sequence_frame = BNNeck(dim)
+            self.bn_projected_frame = BNNeck(proj_dim)
+            self.bn_mii_frame = BNNeck(dim)
+            self.classifier_clip_frame = IdentityClassifier(dim + proj_dim, num_identities)
+
+    # ------------------------------------------------------------------ construction helpers
+    @classmethod
+    def from_preset(
+        cls,
+        backbone: nn.Module,
+        num_identities: int,
+        preset: str = "paper",
+        *,
+        num_cameras: int = 0,
+        **overrides: Any,
+    ) -> XReID:
+        """Build with the ``"paper"`` or ``"official"`` head options, then ``overrides``."""
+        if preset not in PRESETS:
+            raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+        options = {**PRESETS[preset], **overrides}
+        return cls(backbone, num_identities, num_cameras=num_cameras, **options)
+
+    @property
+    def embedding_dim(self) -> int:
+        """E, the size of the inference embedding: D + d + D."""
+        return 2 * self.embed_dim + self.proj_dim
+
+    # ------------------------------------------------------------------------- validation
+    def _check_video(self, video: object, name: str = "video") -> torch.Tensor:
+        return check_tensor(video, name, ndim=5, layout="(B, T, 3, H, W)")
+
+    def _check_cameras(self, cameras: torch.Tensor | None, batch: int) -> None:
+        if cameras is None:
+            return
+        if self.num_cameras == 0:
+            raise ValueError(
+                "cameras: this model has no camera embedding (num_cameras=0), got a tensor; "
+                "pass cameras=None or build the backbone with num_cameras > 0"
+            )
+        check_labels(cameras, "cameras", self.num_cameras, length=batch)
+
+    # ---------------------------------------------------------------------------- forward
+    def _encode(self, video: torch.Tensor, cameras: torch.Tensor | None):
+        out = self.backbone(video, cameras)
+        return out.tokens, out.projected
+
+    def embed(self, video: torch.Tensor, cameras: torch.Tensor | None = None) -> torch.Tensor:
+        """Inference embedding (B, E) = cat(BN(sequence), BN(projected), BN(MII feature)).
+
+        Use in ``eval()`` mode (BatchNorm running statistics); the result for one clip does
+        not depend on the other clips of the batch.
+        """
+        video = self._check_video(video)
+        self._check_cameras(cameras, video.shape[0])
+        tokens, projected = self._encode(video, cameras)
+        sequence = tokens[:, :, 0].mean(dim=1)
+        mii = self.mii(tokens)
+        return torch.cat(
+            [self.bn_sequence(sequence), self.bn_projected(projected.mean(dim=1)),
+             self.bn_mii(mii.feature)],
+            dim=1,
+        )
+
+    def memory_features(
+        self, video: torch.Tensor, cameras: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The (B, D + d) clip feature the CPC memory holds: cat(BN(sequence), BN(projected)).
+
+        Used to initialise the prototypes (paper: from the pre-trained encoder, in eval mode).
+        The authors extract it without the camera embedding; ``cameras`` defaults to None.
+        """
+        video = self._check_video(video)
+        self._check_cameras(cameras, video.shape[0])
+        tokens, projected = self._encode(video, cameras)
+        return torch.cat(
+            [self.bn_sequence(tokens[:, :, 0].mean(dim=1)),
+             self.bn_projected(projected.mean(dim=1))],
+            dim=1,
+        )
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        modality: torch.Tensor | None = None,
+        cameras: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> XReIDOutput | torch.Tensor:
+        """Training: ``XReIDOutput``; eval: the inference embedding (see :meth:`embed`).
+
+        Args:
+            video: (B, T, 3, H, W) clips, visible and infrared mixed.
+            modality: (B,) long, ``VISIBLE``/``INFRARED``; required for training with CII.
+            cameras: (B,) long camera indices, or None.
+            labels: (B,) identity labels; when given, the visible/infrared pairing is checked.
+        """
+        if not self.training:
+            return self.embed(video, cameras)
+        video = self._check_video(video)
+        batch, frames = video.shape[:2]
+        self._check_cameras(cameras, batch)
+        if labels is not None:
+            check_labels(labels, "labels", self.num_identities, length=batch)
+        pairs = None
+        if self.cii is not None:
+            pairs = self._pair_indices(modality, labels, batch)
+
+        tokens, projected = self._encode(video, cameras)
+        cls = tokens[:, :, 0]  # (B, T, D)
+        sequence = cls.mean(dim=1)
+        projected_seq = projected.mean(dim=1)
+        clip_feature = torch.cat([self.bn_sequence(sequence), self.bn_projected(projected_seq)], 1)
+
+        mii_tokens = tokens.detach() if self.config.detach_mii else tokens
+        mii = self.mii(mii_tokens)
+        logits = (self.classifier_clip(clip_feature), self.classifier_mii(self.bn_mii(mii.feature)))
+
+        frame_logits: tuple[torch.Tensor, ...] = ()
+        if self.config.frame_logits:
+            cls_f = cls.reshape(batch * frames, -1)
+            proj_f = projected.reshape(batch * frames, -1)
+            short_f = mii.short.reshape(batch * frames, -1)
+            frame_logits = (
+                self.classifier_clip_frame(
+                    torch.cat([self.bn_sequence_frame(cls_f), self.bn_projected_frame(proj_f)], 1)
+                ),
+                self.classifier_mii(self.bn_mii_frame(short_f)),
+            )
+
+        cmcl_pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
+        extras: dict[str, torch.Tensor] = {}
+        if self.cii is not None and pairs is not None:
+            cmcl_pairs, extras = self._cross_modal(mii, mii_tokens[:, :, 1:], *pairs)
+
+        return XReIDOutput(
+            sequence=sequence,
+            projected=projected_seq,
+            memory_feature=clip_feature,
+            triplet_features=(sequence, projected_seq, mii.feature),
+            logits=logits,
+            frame_logits=frame_logits,
+            cmcl_pairs=cmcl_pairs,
+            mii=mii,
+            extras=extras,
+        )
+
+    def forward_paired(
+        self,
+        visible: torch.Tensor,
+        infrared: torch.Tensor,
+        *,
+        labels: torch.Tensor | None = None,
+        visible_cameras: torch.Tensor | None = None,
+        infrared_cameras: torch.Tensor | None = None,
+    ) -> XReIDOutput:
+        """Training forward on explicitly paired clips.
+
+        ``visible[i]`` and ``infrared[i]`` (each (P, T, 3, H, W)) show identity ``labels[i]``
+        ((P,) or None). The batch is laid out as ``[visible; infrared]`` (2P clips), so the
+        output's rows 0..P-1 are the visible clips; loss labels are ``labels.repeat(2)``.
+        """
+        if not self.training:
+            raise RuntimeError("forward_paired is a training forward; call model.train() first")
+        visible = self._check_video(visible, "visible")
+        infrared = self._check_video(infrared, "infrared")
+        if visible.shape != infrared.shape:
+            raise ValueError(
+                f"infrared: expected the shape of the paired visible clips "
+                f"{shape_str(visible)} (same P, T, 3, H, W), got {shape_str(infrared)}"
+            )
+        p = visible.shape[0]
+        modality = torch.cat(
+            [torch.full((p,), VISIBLE, dtype=torch.long), torch.full((p,), INFRARED,
+                                                                     dtype=torch.long)]
+        ).to(visible.device)
+        cams = None
+        if (visible_cameras is None) != (infrared_cameras is None):
+            raise ValueError(
+                "visible_cameras/infrared_cameras: expected both or neither, got only one"
+            )
+        if visible_cameras is not None and infrared_cameras is not None:
+            cams = torch.cat([visible_cameras, infrared_cameras])
+        both_labels = None if labels is None else torch.cat([labels, labels])
+        out = self(torch.cat([visible, infrared]), modality, cams, both_labels)
+        assert isinstance(out, XReIDOutput)
+        return out
+
+    # ----------------------------------------------------------------------- cross-modal
+    @staticmethod
+    def _pair_indices(
+        modality: torch.Tensor | None, labels: torch.Tensor | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices (vis, ir) pairing the i-th visible clip with the i-th infrared clip."""
+        if modality is None:
+            raise ValueError(
+                "modality: expected a (B,) tensor of VISIBLE/INFRARED codes for training with "
+                "CII (use_cii=True), got None"
+            )
+        check_tensor(modality, "modality", ndim=1, dims={0: batch}, layout="(B,)")
+        if bool(((modality != VISIBLE) & (modality != INFRARED)).any()):
+            raise ValueError(
+                f"modality: expected values in {{{VISIBLE}, {INFRARED}}}, got "
+                f"{sorted(set(modality.tolist()))}"
+            )
+        vis = torch.nonzero(modality == VISIBLE).flatten()
+        ir = torch.nonzero(modality == INFRARED).flatten()
+        if vis.numel() != ir.numel() or vis.numel() == 0:
+            raise ValueError(
+                "modality: CII pairs the i-th visible clip with the i-th infrared clip, so a "
+                f"training batch needs equally many of each (at least one), got "
+                f"{vis.numel()} visible and {ir.numel()} infrared"
+            )
+        if labels is not None and not torch.equal(labels[vis], labels[ir]):
+            raise ValueError(
+                "labels: the i-th visible and i-th infrared clips must share the identity, got "
+                f"visible {labels[vis].tolist()} vs infrared {labels[ir].tolist()}"
+            )
+        return vis, ir
+
+    def _cross_modal(
+        self,
+        mii: Any,
+        patches: torch.Tensor,
+        vis: torch.Tensor,
+        ir: torch.Tensor,
+    ) -> tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], dict[str, torch.Tensor]]:
+        """CII in both directions for the SII and LII branches, in one batched call.
+
+        For a branch with sequence feature O-bar (B, D): the visible clips' O-bar queries the
+        paired infrared patches and vice versa; CMCL compares O-bar with the CII output.
+        """
+        assert self.cii is not None
+        branches = [("short", mii.short.mean(dim=1))]
+        if mii.long is not None:
+            branches.append(("long", mii.long.mean(dim=1)))
+        queries, keys, names = [], [], []
+        for name, anchor in branches:
+            queries += [anchor[vis], anchor[ir]]
+            keys += [patches[ir], patches[vis]]
+            names += [f"cii_{name}_v2i", f"cii_{name}_i2v"]
+        out = self.cii(torch.cat(queries, 0), torch.cat(keys, 0))
+        chunks = out.split(vis.numel(), dim=0)
+        pairs = tuple((q, o) for q, o in zip(queries, chunks))
+        return pairs, dict(zip(names, chunks))
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (
+            f"num_identities={self.num_identities}, embedding_dim={self.embedding_dim}, "
+            f"sii_depth={c.sii_depth}, use_lii={c.use_lii}, lii_stride={c.lii_stride}, "
+            f"use_cii={c.use_cii}, detach_mii={c.detach_mii}, frame_logits={c.frame_logits}"
+        )
+
