@@ -142,6 +142,7 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             result[f"ddp_helper_{use_helper}"] = float(model.memory.visible.mean())
     finally:
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
+        dist.barrier()  # no rank tears gloo down while the other still talks to it
         dist.destroy_process_group()
 
 

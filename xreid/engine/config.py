@@ -107,6 +107,11 @@ class TrainConfig:
     # model
     backbone: str = "tiny"
     weights: str | None = None
+    # backbone size overrides (None: the backbone's default; CLIP sizes must match weights)
+    patch_size: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
     model_preset: str = "paper"  # XReID head preset: paper | official
     loss_preset: str = "paper"  # XReIDLoss preset: paper | official
     lii_stride: int | None = None
@@ -182,6 +187,11 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def backbone_overrides(self) -> dict[str, Any]:
+        """Non-None backbone size options for :func:`xreid.build_backbone`."""
+        keys = ("patch_size", "embed_dim", "depth", "num_heads")
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def model_overrides(self) -> dict[str, Any]:
         """Non-None head overrides for :meth:`xreid.XReID.from_preset`."""

@@ -153,6 +153,7 @@ def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.M
         num_cameras=num_cameras if cfg.use_cameras else 0,
         freeze_patch_embed=cfg.freeze_patch_embed,
         grad_checkpointing=cfg.grad_checkpointing,
+        **cfg.backbone_overrides(),
     )
     return XReID.from_preset(backbone, num_identities, cfg.model_preset,
                              **cfg.model_overrides())
@@ -510,4 +511,5 @@ class Trainer:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                dist.barrier()
                 dist.destroy_process_group()
