@@ -138,8 +138,8 @@ def reference_forward(visual_sd: dict[str, torch.Tensor], img, frames: torch.Ten
 
 def build(name: str, **kw):
     kw.setdefault("img_size", IMG)
-    if name == "tiny":
-        return build_backbone(name, num_heads=2, **kw)
+    if name == "tiny":  # the size of the open_clip checkpoints made below
+        return build_backbone(name, embed_dim=64, depth=2, num_heads=2, **kw)
     return build_backbone(name, **SMALL, **kw)
 
 

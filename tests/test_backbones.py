@@ -70,7 +70,7 @@ def test_registry_names():
 )
 def test_shapes_and_attributes(img, kw, grid):
     m = build_backbone("tiny", img_size=img, **kw)
-    d, p = kw.get("embed_dim", 64), kw.get("proj_dim", 32)
+    d, p = kw.get("embed_dim", 96), kw.get("proj_dim", 32)
     n = grid[0] * grid[1]
     assert (m.embed_dim, m.proj_dim, m.grid_size, m.num_patches) == (d, p, grid, n)
     assert m.img_size == img and m.num_cameras == 0 and m.camera_embed is None
@@ -193,7 +193,7 @@ def test_build_errors():
         build_backbone("tiny", img_size=(30, 16))
     with pytest.raises(ValueError, match="num_cameras: expected an integer >= 0, got -1"):
         build_backbone("tiny", img_size=IMG, num_cameras=-1)
-    with pytest.raises(ValueError, match="num_heads: expected a divisor of embed_dim=64, got 5"):
+    with pytest.raises(ValueError, match="num_heads: expected a divisor of embed_dim=96, got 5"):
         build_backbone("tiny", img_size=IMG, num_heads=5)
 
 
@@ -314,26 +314,29 @@ def test_checkpoint_without_camera_embedding_keeps_initial_one():
 
 
 def test_mismatched_checkpoint_lists_keys():
-    deeper = _tiny(depth=3).state_dict()
+    def small(**kw):  # explicit size: the messages below quote D = 64
+        return _tiny(**{"embed_dim": 64, "depth": 2, **kw})
+
+    deeper = small(depth=3).state_dict()
     with pytest.raises(ValueError) as e:
-        _tiny(depth=2).load_weights(deeper)
+        small(depth=2).load_weights(deeper)
     msg = str(e.value)
     assert msg.startswith("weights: the given state dict (format 'timm') does not fit")
     assert "unexpected keys (12): blocks.2.norm1.weight" in msg
-    wider = _tiny(embed_dim=96, num_heads=4).state_dict()
+    wider = small(embed_dim=96, num_heads=4).state_dict()
     with pytest.raises(ValueError) as e:
-        _tiny().load_weights(wider)
+        small().load_weights(wider)
     msg = str(e.value)
     assert "mismatched shapes" in msg
     assert "blocks.0.attn.qkv.weight: checkpoint (288, 96) vs model (192, 64)" in msg
     assert "cls_token: checkpoint (1, 1, 96) vs model (1, 1, 64)" in msg
-    partial = {k: v for k, v in _tiny().state_dict().items() if not k.startswith("norm.")}
+    partial = {k: v for k, v in small().state_dict().items() if not k.startswith("norm.")}
     with pytest.raises(ValueError, match=r"missing keys \(2\): norm.weight, norm.bias"):
-        _tiny().load_weights(partial)
+        small().load_weights(partial)
     with pytest.raises(ValueError, match=r"unexpected keys \(1\): camera_embed"):
-        _tiny().load_weights(_tiny(num_cameras=2).state_dict())
+        small().load_weights(small(num_cameras=2).state_dict())
     with pytest.raises(ValueError, match=r"camera_embed: checkpoint \(2, 64\) vs model \(5, 64\)"):
-        _tiny(num_cameras=5).load_weights(_tiny(num_cameras=2).state_dict())
+        small(num_cameras=5).load_weights(small(num_cameras=2).state_dict())
 
 
 def test_weights_argument_errors(tmp_path):

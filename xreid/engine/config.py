@@ -36,6 +36,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "backbone": "clip-vit-b16",
         "img_size": (288, 144),
         "num_frames": 10,
+        "ids_per_batch": 4,
+        "clips_per_modality": 2,
         "model_preset": "paper",
         "loss_preset": "paper",
         "epochs": 60,
@@ -59,6 +61,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "backbone": "clip-vit-b16",
         "img_size": (288, 144),
         "num_frames": 10,
+        "ids_per_batch": 4,
+        "clips_per_modality": 2,
         "model_preset": "official",
         "loss_preset": "official",
         "epochs": 30,
@@ -95,8 +99,8 @@ class TrainConfig:
     synthetic_test_ids: int | None = None
     min_len: int = 12  # HITSZ-VCM: drop tracklets shorter than this
     img_size: tuple[int, int] = (64, 32)
-    num_frames: int = 6
-    ids_per_batch: int = 4
+    num_frames: int = 4
+    ids_per_batch: int = 8
     clips_per_modality: int = 2
     normalization: str = "imagenet"  # imagenet | clip
     flip_p: float = 0.5
@@ -125,16 +129,16 @@ class TrainConfig:
     memory_init: str = "once"  # once | every_epoch
     memory_batch_size: int = 32
     # optimisation (Adam, per-epoch warm-up + multi-step schedule)
-    epochs: int = 10
-    iters_per_epoch: int | None = None  # None: one pass of the identity sampler
-    lr: float = 3e-4
+    epochs: int = 40
+    iters_per_epoch: int | None = 50  # None: one pass of the identity sampler
+    lr: float = 5e-4
     warmup_epochs: int = 2
     warmup_factor: float = 0.1
-    milestones: tuple[int, ...] = (7,)
+    milestones: tuple[int, ...] = (32,)
     gamma: float = 0.1
     weight_decay: float = 1e-4
     bias_lr_factor: float = 1.0
-    classifier_lr_factor: float = 1.0
+    classifier_lr_factor: float = 10.0
     head_lr_factor: float = 1.0  # MII / CII parameters
     max_grad_norm: float | None = None
     # runtime
