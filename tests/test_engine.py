@@ -180,3 +180,28 @@ def test_ddp_two_processes_end_identical(tmp_path):
     for key in s0:
         assert torch.equal(s0[key], s1[key]), key
     assert not torch.equal(s0["memory.visible"], torch.zeros_like(s0["memory.visible"]))
+
+
+def test_bf16_autocast_and_grad_checkpointing_train(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path, epochs=1, iters_per_epoch=1, amp="bf16",
+                                  grad_checkpointing=True))
+    metrics = trainer.fit()
+    assert trainer.core.backbone.grad_checkpointing
+    assert trainer.core.memory.visible.dtype == torch.float32
+    assert all(0.0 <= v <= 1.0 for v in metrics["after"]["i2v"].values())
+    rows = [json.loads(x) for x in (Path(trainer.cfg.output_dir) / "log.jsonl").read_text()
+            .splitlines()]
+    assert all(r["total"] == r["total"] for r in rows if r["event"] == "iteration")  # no NaN
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_loss(tmp_path):
+    eager = Trainer(tiny_config(tmp_path / "e", epochs=1, iters_per_epoch=2))
+    eager.fit()
+    compiled = Trainer(tiny_config(tmp_path / "c", epochs=1, iters_per_epoch=2, compile=True))
+    compiled.fit()
+    le = [h["total"] for h in eager.history]
+    lc = [h["total"] for h in compiled.history]
+    assert lc == pytest.approx(le, rel=1e-3)
+    # compiling in place keeps the state-dict keys
+    assert eager.core.state_dict().keys() == compiled.core.state_dict().keys()
