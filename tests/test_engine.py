@@ -97,21 +97,22 @@ def test_load_checkpoint_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- training
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    full = Trainer(tiny_config(tmp_path / "a"))
+    full = Trainer(tiny_config(tmp_path / "a", eval_before=True))
     metrics_full = full.fit()
     state_full = full.core.state_dict()
 
-    first = Trainer(tiny_config(tmp_path / "b", epochs=1))
+    first = Trainer(tiny_config(tmp_path / "b", epochs=1, eval_before=True))
     first.fit()
     ck = Path(first.cfg.output_dir) / "checkpoint.pt"
     assert ck.exists()
-    resumed = Trainer(tiny_config(tmp_path / "b", epochs=2))
+    resumed = Trainer(tiny_config(tmp_path / "b", epochs=2, eval_before=True))
     resumed.load_checkpoint(ck)
     assert resumed.epoch == 1
     metrics_resumed = resumed.fit()
     for key, value in state_full.items():
         assert torch.equal(value, resumed.core.state_dict()[key]), key
     assert metrics_full["after"] == metrics_resumed["after"]
+    assert metrics_resumed["before"] == metrics_full["before"]  # carried by the checkpoint
 
 
 def test_cli_demo_writes_every_artifact(tmp_path):

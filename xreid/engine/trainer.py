@@ -394,7 +394,8 @@ class Trainer:
             "iteration": self.iteration,
             "memory_initialized": self.memory_initialized,
             "history": self.history,
-            "results": {k: v.to_dict() for k, v in self.results.items()},
+            "results": {**getattr(self, "_restored_results", {}),
+                        **{k: v.to_dict() for k, v in self.results.items()}},
             "config": self.cfg.to_dict(),
             "rng": capture_rng_state(),
             "world_size": self.world_size,
@@ -427,6 +428,8 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.iteration = int(state["iteration"])
         self.history = list(state.get("history", []))
+        # evaluations of the interrupted run (e.g. "before"), as plain dicts
+        self._restored_results = dict(state.get("results", {}))
         restore_rng_state(state["rng"])
 
     # --------------------------------------------------------------------------- logging
@@ -499,9 +502,12 @@ class Trainer:
     def metrics(self) -> dict[str, Any]:
         """``{"before": {...}, "after": {...}, "config": {...}}`` from the evaluations run."""
         out: dict[str, Any] = {}
+        restored = getattr(self, "_restored_results", {})
         for tag in ("before", "after", "eval"):
             if tag in self.results:
                 out[tag] = self.results[tag].to_dict()
+            elif tag in restored:
+                out[tag] = restored[tag]
         out["config"] = self.cfg.to_dict()
         return out
 
