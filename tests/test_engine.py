@@ -206,3 +206,11 @@ def test_compiled_training_matches_eager_loss(tmp_path):
     assert lc == pytest.approx(le, rel=1e-3)
     # compiling in place keeps the state-dict keys
     assert eager.core.state_dict().keys() == compiled.core.state_dict().keys()
+
+
+def test_train_step_rejects_a_batch_without_the_required_keys():
+    from xreid.engine import train_step
+
+    with pytest.raises(ValueError, match=r"batch: .*missing \['modality', 'camera'\]"):
+        train_step(torch.nn.Linear(1, 1), {"video": torch.zeros(1), "label": torch.zeros(1)},
+                   None, None)

@@ -82,6 +82,12 @@ def train_step(
     """
     device = torch.device(device)
     core = _unwrap(model)
+    missing = [k for k in ("video", "label", "modality", "camera") if k not in batch]
+    if missing:
+        raise ValueError(
+            f"batch: expected the keys video, label, modality, camera (as VideoClipDataset "
+            f"yields them), missing {missing}"
+        )
     video = batch["video"].to(device, non_blocking=True)
     labels = batch["label"].to(device, non_blocking=True)
     modality = batch["modality"].to(device, non_blocking=True)

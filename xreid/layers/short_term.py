@@ -18,7 +18,7 @@ from torch import nn
 
 from xreid._validation import check_tensor, shape_str
 from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
-from xreid.layers.temporal_shift import split_frame_tokens
+from xreid.layers.temporal_shift import _check_args, split_frame_tokens
 
 __all__ = ["SII", "ShortTermInteraction", "check_frame_tokens"]
 
@@ -72,10 +72,7 @@ class ShortTermInteraction(nn.Module):
         attn_impl: AttentionImpl = "absorbed",
     ) -> None:
         super().__init__()
-        if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < 2:
-            raise ValueError(f"fold_div: expected an int >= 2, got {fold_div!r}")
-        if padding not in ("replicate", "zero"):
-            raise ValueError(f"padding: expected 'replicate' or 'zero', got {padding!r}")
+        _check_args(fold_div, padding)
         self.dim = dim
         self.fold_div = fold_div
         self.padding = padding
