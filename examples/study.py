@@ -134,6 +134,23 @@ def run_config(args: argparse.Namespace, variant: Variant, seed: int,
     return cfg
 
 
+def stride_notes(plans: list[tuple[Variant, int, TrainConfig]]) -> list[str]:
+    """Warnings for strides that the clip length T makes degenerate (e.g. the demo's T=4)."""
+    notes: dict[str, str] = {}
+    for variant, _, cfg in plans:
+        t = cfg.num_frames
+        use_sii, use_lii = cfg.use_sii is not False, cfg.use_lii is not False
+        if use_sii and cfg.sii_stride is not None and cfg.sii_stride >= t:
+            notes[variant.name] = (f"`{variant.name}`: SII stride {cfg.sii_stride} >= T = {t} "
+                                   "frames, so no frame has a neighbour: the shift copies "
+                                   "every frame (no temporal exchange).")
+        lii = cfg.lii_stride
+        if use_lii and lii is not None and lii != lii % t:
+            notes[variant.name] = (f"`{variant.name}`: LII stride {lii} acts modulo T = {t} "
+                                   f"frames, i.e. as S = {lii % t}.")
+    return list(notes.values())
+
+
 def same_run(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Names of the options in which a saved run's config differs from ``cfg``."""
     now = cfg.to_dict()
@@ -168,7 +185,7 @@ def fmt(stat: dict[str, float] | None) -> str:
 
 
 def render_markdown(title: str, variants: list[Variant], runs: list[dict[str, Any]],
-                    settings: str, missing: list[str]) -> str:
+                    settings: str, missing: list[str], notes: list[str] | None = None) -> str:
     after, before = summarise(runs, "after"), summarise(runs, "before")
     extra = list(variants[0].columns) if all(v.columns for v in variants) else []
     head = ["Variant", "Row", *extra, *HEADERS, "seeds"]
@@ -188,6 +205,8 @@ def render_markdown(title: str, variants: list[Variant], runs: list[dict[str, An
                  *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS), str(n)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Rank-1 and mAP in percent, mean ± sample standard deviation over seeds."]
+    if notes:
+        lines += ["", "Notes on the strides:", "", *(f"- {n}" for n in notes)]
     with_paper = [v for v in variants if v.paper]
     if with_paper:
         lines += ["", "The paper's numbers for the same rows (HITSZ-VCM, CLIP ViT-B/16, "
@@ -215,12 +234,13 @@ def plot_figure(path: Path, title: str, variants: list[Variant],
     xs = [v.x for v in points]
     fig, ax = plt.subplots(figsize=(6, 4))
     styles = {"i2v": "-", "v2i": "--"}
+    colors = {"rank1": "tab:blue", "mAP": "tab:orange"}
     for d, k in METRICS:
         means = [100 * after[v.name][f"{d}/{k}"]["mean"] for v in points]
         stds = [100 * after[v.name][f"{d}/{k}"]["std"] for v in points]
         label = f"{d.upper()} {'Rank-1' if k == 'rank1' else 'mAP'}"
-        ax.errorbar(xs, means, yerr=stds, linestyle=styles[d], marker="o", capsize=3,
-                    label=label)
+        ax.errorbar(xs, means, yerr=stds, linestyle=styles[d], color=colors[k], marker="o",
+                    capsize=3, label=label)
     ax.set_xlabel("time stride S")
     ax.set_ylabel("%")
     ax.set_xticks(xs)
@@ -295,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in missing:
         tqdm.write(f"[study] {name} is not registered in this installation: skipped")
+    notes = stride_notes(plans)
+    for note in notes:
+        tqdm.write(f"[study] note: {note.replace('`', '')}")
     title = "Study: " + " ".join(args.study)
     iters = f", {args.iterations} iterations per run" if args.iterations else ""
     settings = (f"Preset `{args.preset}`, dataset `{plans[0][2].dataset}`, backbone "
@@ -341,9 +364,9 @@ def main(argv: list[str] | None = None) -> int:
                    f"{100 * after['i2v']['rank1']:.1f} mAP {100 * after['i2v']['mAP']:.1f}, "
                    f"V2I R-1 {100 * after['v2i']['rank1']:.1f} mAP "
                    f"{100 * after['v2i']['mAP']:.1f} ({seconds / 60:.1f} min)")
-        write_outputs(out, title, settings, variants, runs, missing, args)
+        write_outputs(out, title, settings, variants, runs, missing, notes, args)
     outer.close()
-    write_outputs(out, title, settings, variants, runs, missing, args)
+    write_outputs(out, title, settings, variants, runs, missing, notes, args)
     print((out / "study.md").read_text())
     print(f"wrote {out}/: study.json, study.md"
           + "".join(f", {s}.png" for s in figure_studies(variants)))
@@ -356,7 +379,7 @@ def figure_studies(variants: list[Variant]) -> list[str]:
 
 
 def write_outputs(out: Path, title: str, settings: str, variants: list[Variant],
-                  runs: list[dict[str, Any]], missing: list[str],
+                  runs: list[dict[str, Any]], missing: list[str], notes: list[str],
                   args: argparse.Namespace) -> None:
     data = {
         "study": args.study,
@@ -367,11 +390,13 @@ def write_outputs(out: Path, title: str, settings: str, variants: list[Variant],
                       "overrides": dict(v.overrides), "paper": v.paper, "x": v.x}
                      for v in variants],
         "not_registered": missing,
+        "notes": notes,
         "runs": runs,
         "summary": {"after": summarise(runs, "after"), "before": summarise(runs, "before")},
     }
     write_json(out / "study.json", data)
-    (out / "study.md").write_text(render_markdown(title, variants, runs, settings, missing))
+    (out / "study.md").write_text(
+        render_markdown(title, variants, runs, settings, missing, notes))
     for study in figure_studies(variants):
         points = [v for v in variants if v.study == study]
         if any(v.name in data["summary"]["after"] for v in points):

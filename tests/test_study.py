@@ -118,3 +118,16 @@ def test_study_list_and_argument_errors(capsys):
     assert "--set" in capsys.readouterr().err
     assert study.main(["--study", "tab5/1", "--iterations", "3"]) == 2
     assert "--iterations" in capsys.readouterr().err
+
+
+def test_stride_notes_flag_degenerate_strides_for_short_clips():
+    from xreid.engine import TrainConfig
+    from xreid.engine.variants import get_variant
+
+    study = _import("study")
+    plans = [(get_variant(n), 0, TrainConfig.from_preset("demo", variant=n))
+             for n in ("fig4/s3", "fig4/s4", "fig5/s3", "fig5/s4")]
+    notes = study.stride_notes(plans)  # the demo preset has T = 4 frames
+    assert len(notes) == 2
+    assert "`fig4/s4`: SII stride 4 >= T = 4" in notes[0]
+    assert "`fig5/s4`: LII stride 4 acts modulo T = 4 frames, i.e. as S = 0" in notes[1]
