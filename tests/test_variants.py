@@ -16,6 +16,7 @@ from xreid.engine.variants import (
     list_variants,
     register_variant,
     study_variants,
+    unregister_variant,
 )
 
 ALL = [v.name for v in list_variants()]
@@ -62,8 +63,6 @@ def test_register_variant_checks_and_later_registration():
         register_variant(Variant("plain", "x", {}))
     with pytest.raises(TypeError, match="Variant"):
         register_variant({"name": "mine/a"})  # type: ignore[arg-type]
-    from xreid.engine import variants as registry
-
     v = register_variant(Variant("mine/momentum", "CPC with mu = 0.5",
                                  {"memory_momentum": 0.5}))
     try:
@@ -71,7 +70,10 @@ def test_register_variant_checks_and_later_registration():
         cfg = TrainConfig.from_preset("demo", variant="mine/momentum")
         assert cfg.memory_momentum == 0.5 and cfg.variant == "mine/momentum"
     finally:
-        registry._REGISTRY.pop("mine/momentum")
+        assert unregister_variant("mine/momentum") is v
+    assert "mine/momentum" not in [x.name for x in list_variants()]
+    with pytest.raises(ValueError, match="unknown name"):
+        unregister_variant("mine/momentum")
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper", "official"])

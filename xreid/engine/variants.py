@@ -41,6 +41,7 @@ __all__ = [
     "list_variants",
     "register_variant",
     "study_variants",
+    "unregister_variant",
 ]
 
 
@@ -109,6 +110,13 @@ def register_variant(variant: Variant, *, replace: bool = False) -> Variant:
     if unknown:
         raise ValueError(f"variant: {variant.name!r} overrides unknown option(s) {unknown}")
     _REGISTRY[variant.name] = variant
+    return variant
+
+
+def unregister_variant(name: str) -> Variant:
+    """Remove and return the registered variant ``name`` (``ValueError`` if unknown)."""
+    variant = get_variant(name)
+    del _REGISTRY[name]
     return variant
 
 
