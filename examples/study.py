@@ -341,12 +341,19 @@ def main(argv: list[str] | None = None) -> int:
                           config=saved.get("config"))
             runs.append(record)
             continue
+        checkpoint, saved_config = run_dir / "checkpoint.pt", run_dir / "config.json"
+        if checkpoint.exists() and saved_config.exists():
+            diff = same_run(json.loads(saved_config.read_text()), cfg)
+            if diff:
+                print(f"error: {run_dir} holds an interrupted run with a different "
+                      f"configuration (options {diff}); use another --output-dir",
+                      file=sys.stderr)
+                return 2
         outer.set_postfix_str(f"{variant.name} seed {seed}")
         progress = RunProgress(tqdm, f"{variant.name} s{seed}", not args.no_progress)
         start = time.perf_counter()
         trainer = Trainer(cfg, progress)
         try:
-            checkpoint = run_dir / "checkpoint.pt"
             if checkpoint.exists():
                 trainer.load_checkpoint(checkpoint, resume=True)
                 tqdm.write(f"[study] {variant.name} seed {seed}: resumed at epoch "

@@ -102,7 +102,11 @@ def test_study_runs_resumes_and_summarises(tmp_path, data_root, capsys):
     changed = [a if not a.startswith("iters_per_epoch") else "iters_per_epoch=2"
                for a in argv]
     assert study.main(changed) == 2
-    assert "different configuration" in capsys.readouterr().err
+    assert "finished run with a different configuration" in capsys.readouterr().err
+    # ... nor an interrupted one
+    (out / "runs" / "fig5-s0" / "seed0" / "metrics.json").unlink()
+    assert study.main(changed) == 2
+    assert "interrupted run with a different configuration" in capsys.readouterr().err
 
 
 def test_study_list_and_argument_errors(capsys):
