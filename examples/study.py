@@ -319,9 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         tqdm.write(f"[study] note: {note.replace('`', '')}")
     title = "Study: " + " ".join(args.study)
-    iters = f", {args.iterations} iterations per run" if args.iterations else ""
-    settings = (f"Preset `{args.preset}`, dataset `{plans[0][2].dataset}`, backbone "
-                f"`{plans[0][2].backbone}`, seeds {' '.join(map(str, args.seeds))}{iters}.")
+    cfg0 = plans[0][2]
+    per_epoch = cfg0.iters_per_epoch or "one sampler pass of"
+    settings = (f"Preset `{args.preset}`, dataset `{cfg0.dataset}`, backbone "
+                f"`{cfg0.backbone}`, T = {cfg0.num_frames} frames, {cfg0.epochs} epochs x "
+                f"{per_epoch} iterations, seeds {' '.join(map(str, args.seeds))}.")
     runs: list[dict[str, Any]] = []
     outer = tqdm(plans, desc="study", unit="run", disable=args.no_progress,
                  dynamic_ncols=True)
