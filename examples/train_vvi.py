@@ -45,6 +45,13 @@ HELP = {
     "amp": "mixed precision: none | bf16 | fp16",
     "compile": "torch.compile the backbone and MII",
     "output_dir": "where metrics.json, plots, log.jsonl and checkpoint.pt go",
+    "variant": "a named ablation of the paper (e.g. tab5/3; `examples/study.py --list`), "
+               "applied on top of the preset; explicit flags override it",
+    "use_sii": "SII branch of MII (Table 5)",
+    "sii_stride": "SII time stride S (Fig. 4)",
+    "use_memory": "CPC prototype memories and the CPCL loss (Table 4)",
+    "hard_selection": "memory update: cross_modal | same_modality | any (Table 4)",
+    "memory_collaboration": "CPCL against both memories (else own modality only; Table 4)",
 }
 
 
@@ -93,6 +100,10 @@ def make_config(ns: argparse.Namespace) -> TrainConfig:
     }
     if ns.config:
         base = json.loads(Path(ns.config).read_text())
+        if ns.variant:
+            from xreid.engine.variants import get_variant
+
+            base.update(get_variant(ns.variant).overrides)
         base.update(overrides)
         return TrainConfig.from_dict(base)
     return TrainConfig.from_preset(ns.preset, **overrides)

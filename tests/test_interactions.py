@@ -40,10 +40,12 @@ def run_blocks(blocks, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     return q[0]
 
 
-def shift_ref(patches: torch.Tensor, t: int) -> torch.Tensor:
-    """Eq. 5 for frame t of one clip (T, N, D), replicate padding."""
-    last = patches.shape[0] - 1
-    return torch.cat([patches[max(t - 1, 0), :, :F], patches[min(t + 1, last), :, F : 2 * F],
+def shift_ref(patches: torch.Tensor, t: int, stride: int = 1) -> torch.Tensor:
+    """Eq. 5 for frame t of one clip (T, N, D), time stride S, replicate padding."""
+    n = patches.shape[0]
+    prev = t - stride if t - stride >= 0 else t  # a missing neighbour copies the frame
+    nxt = t + stride if t + stride < n else t
+    return torch.cat([patches[prev, :, :F], patches[nxt, :, F : 2 * F],
                       patches[t, :, 2 * F :]], dim=-1)
 
 
@@ -67,6 +69,20 @@ def test_sii_matches_frame_loop_reference(depth):
     for b in range(B):
         for t in range(T):
             ref = run_blocks(ref_blocks, tokens[b, t, 0], shift_ref(tokens[b, :, 1:], t))
+            torch.testing.assert_close(out[b, t], ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4])
+def test_sii_stride_matches_frame_loop_reference(stride):
+    sii = randomize(SII(D, H, stride=stride)).double()
+    assert sii.stride == stride and f"stride={stride}" in repr(sii)
+    tokens = tokens64()
+    out = sii(tokens)
+    ref_blocks = copy.deepcopy(sii.blocks)
+    for b in range(B):
+        for t in range(T):
+            ref = run_blocks(ref_blocks, tokens[b, t, 0],
+                             shift_ref(tokens[b, :, 1:], t, stride))
             torch.testing.assert_close(out[b, t], ref, rtol=0, atol=1e-10)
 
 
@@ -164,6 +180,28 @@ def test_mii_without_lii():
     out = mii(tokens64())
     assert out.long is None and mii.lii is None and not mii.use_lii
     torch.testing.assert_close(out.feature, out.short.mean(dim=1), rtol=0, atol=0)
+
+
+def test_mii_without_sii_and_sii_stride():
+    mii = randomize(MII(D, H, use_sii=False, lii_stride=3)).double()
+    tokens = tokens64()
+    out = mii(tokens)
+    assert out.short is None and mii.sii is None and not mii.use_sii and mii.use_lii
+    torch.testing.assert_close(out.long, mii.lii(tokens), rtol=0, atol=0)
+    torch.testing.assert_close(out.feature, out.long.mean(dim=1), rtol=0, atol=0)
+    # the SII stride reaches the SII block
+    strided = MII(D, H, sii_stride=3)
+    assert strided.sii.stride == 3 and MII(D, H).sii.stride == 1
+    # the LII-only MII has no SII parameters, and every parameter it has is in the graph
+    lii_only = MII(D, H, use_sii=False)
+    assert not any(n.startswith("sii.") for n, _ in lii_only.named_parameters())
+    lii_only(tokens64().float()).feature.square().sum().backward()
+    assert all(p.grad is not None for p in lii_only.parameters())
+
+
+def test_mii_needs_at_least_one_branch():
+    with pytest.raises(ValueError, match="use_sii/use_lii: expected at least one"):
+        MII(D, H, use_sii=False, use_lii=False)
 
 
 # ----------------------------------------------------------------------------------------
@@ -363,6 +401,8 @@ def test_aliases_and_top_level_names():
         (lambda: SII(D, H, fold_div=1), "fold_div"),
         (lambda: SII(D, H, depth=0), "depth"),
         (lambda: LII(D, H, stride=1.5), "stride"),
+        (lambda: SII(D, H, stride=0), "stride: expected an int >= 1"),
+        (lambda: MII(D, H, sii_stride=2.0), "stride"),
         (lambda: MII(D, 5), "num_heads"),
     ],
 )

@@ -367,8 +367,12 @@ def test_xreid_loss_bad_outputs(mutate, match):
 
 def test_xreid_loss_argument_errors():
     out = make_output()
-    with pytest.raises(ValueError, match="memory: expected a CrossModalPrototypeMemory"):
-        XReIDLoss()(out, pk_labels(2, 4), None)
+    # no memory (a model built with use_memory=False): the CPCL term is simply absent
+    no_memory = XReIDLoss()(out, pk_labels(2, 4), None)
+    assert "cpcl" not in no_memory.terms and {"triplet", "id"} <= set(no_memory.terms)
+    torch.testing.assert_close(
+        no_memory.total, sum(no_memory.weighted.values(), torch.zeros(()))
+    )
     with pytest.raises(ValueError, match="labels: expected an integer"):
         XReIDLoss()(out, pk_labels(2, 4).float(), make_mem())
     with pytest.raises(ValueError, match="triplet: expected a weight"):

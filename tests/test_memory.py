@@ -125,6 +125,7 @@ def test_alias_and_buffers():
         ({"num_identities": 3, "dim": 3, "momentum": -0.1}, "momentum"),
         ({"num_identities": 3, "dim": 3, "temperature": 0.0}, "temperature"),
         ({"num_identities": 3, "dim": 3, "hard_selection": "nearest"}, "hard_selection"),
+        ({"num_identities": 3, "dim": 3, "collaboration": 1}, "collaboration"),
     ],
 )
 def test_constructor_validation(kwargs, name):
@@ -579,3 +580,135 @@ def test_ignore_memory_buffers_in_ddp_registers_names():
         "head.bias", "memory.visible", "memory.infrared"]
     assert ignore_memory_buffers_in_ddp(CrossModalPrototypeMemory(2, 2)) == [
         "visible", "infrared"]
+
+
+# --------------------------------------------------------------------------- ablation options
+# hard_selection="same_modality" (PCL's per-modality memories) and collaboration=False
+
+
+def ref_update_same_modality(vis, ir, feats, labels, modality, mu):
+    """Per identity, visible[y] takes the least similar VISIBLE sample of y, infrared[y] the
+    least similar INFRARED one (two independent memories), one identity at a time."""
+    x = F.normalize(feats.float(), dim=1)
+    new_vis, new_ir = vis.clone(), ir.clone()
+    for y in sorted(set(labels.tolist())):
+        for table, new_table, own in ((vis, new_vis, VISIBLE), (ir, new_ir, INFRARED)):
+            cand = [i for i in range(len(labels)) if labels[i] == y and modality[i] == own]
+            if not cand:
+                continue
+            sims = [float(x[i] @ table[y]) for i in cand]
+            b = cand[int(np.argmin(sims))]
+            row = mu * table[y] + (1 - mu) * x[b]
+            new_table[y] = row / row.norm()
+    return new_vis, new_ir
+
+
+def ref_own_modality_loss(feats, labels, modality, vis, ir, tau):
+    """Each sample against its own modality's C prototypes; the CE is averaged within each
+    modality and the two means are added, one sample at a time."""
+    sums = {VISIBLE: 0.0, INFRARED: 0.0}
+    counts = {VISIBLE: 0, INFRARED: 0}
+    for i in range(len(labels)):
+        m = int(modality[i])
+        table = vis if m == VISIBLE else ir
+        f = feats[i] / feats[i].norm()
+        p = table / table.norm(dim=1, keepdim=True)
+        sums[m] = sums[m] - torch.log_softmax((p @ f) / tau, 0)[labels[i]]
+        counts[m] += 1
+    return sum(sums[m] / counts[m] for m in sums if counts[m])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_update_same_modality_matches_reference(seed):
+    c, d = 7, 5
+    mem = make_memory(c, d, seed=seed, momentum=0.2, hard_selection="same_modality")
+    for step in range(3):
+        feats, labels, modality = random_batch(c, d, 12, seed * 10 + step)
+        modality[labels == 3] = VISIBLE  # identity 3: visible samples only
+        vis, ir = ref_update_same_modality(mem.visible, mem.infrared, feats, labels,
+                                           modality, 0.2)
+        ir3 = mem.infrared[3].clone()
+        mem.update(feats, labels, modality)
+        torch.testing.assert_close(mem.visible, vis, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(mem.infrared, ir, rtol=1e-6, atol=1e-6)
+        assert torch.equal(mem.infrared[3], ir3)  # no infrared sample of 3: unchanged
+
+
+def test_same_modality_differs_from_cross_modal_on_a_known_batch():
+    e = torch.eye(3)
+    labels, modality = torch.tensor([0, 0]), torch.tensor([VISIBLE, INFRARED])
+    feats = torch.stack([e[1], e[2]])  # the visible sample is e1, the infrared one e2
+    rows = {}
+    for rule in ("same_modality", "cross_modal"):
+        mem = CrossModalPrototypeMemory(1, 3, momentum=0.5, hard_selection=rule)
+        mem.load_state_dict({"visible": e[:1].clone(), "infrared": e[:1].clone()})
+        mem.update(feats, labels, modality)
+        rows[rule] = (mem.visible[0], mem.infrared[0])
+    half = lambda v: F.normalize(0.5 * e[0] + 0.5 * v, dim=0)  # noqa: E731
+    torch.testing.assert_close(rows["same_modality"][0], half(e[1]))
+    torch.testing.assert_close(rows["same_modality"][1], half(e[2]))
+    torch.testing.assert_close(rows["cross_modal"][0], half(e[2]))
+    torch.testing.assert_close(rows["cross_modal"][1], half(e[1]))
+
+
+def test_same_modality_sync_free_path_is_bitwise_equal():
+    c, d = 9, 12
+    for seed in range(3):
+        exact = make_memory(c, d, seed=seed, hard_selection="same_modality")
+        free = make_memory(c, d, seed=seed, hard_selection="same_modality")
+        free._force_sync_free = True
+        feats, labels, modality = random_batch(c, d, 20, seed)
+        exact.update(feats, labels, modality)
+        free.update(feats, labels, modality)
+        assert torch.equal(exact.visible, free.visible)
+        assert torch.equal(exact.infrared, free.infrared)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_own_modality_loss_matches_reference(seed):
+    mem = make_memory(6, 8, seed=seed, temperature=0.07, collaboration=False)
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(10, 8, generator=g, requires_grad=True)
+    labels = torch.randint(0, 6, (10,), generator=g)
+    modality = torch.tensor([VISIBLE] * 3 + [INFRARED] * 7)  # unbalanced on purpose
+    loss = mem(feats, labels, modality)
+    ref = ref_own_modality_loss(feats, labels, modality, mem.visible, mem.infrared, 0.07)
+    torch.testing.assert_close(loss, ref)
+    (g1,) = torch.autograd.grad(loss, feats)
+    (g2,) = torch.autograd.grad(ref, feats)
+    torch.testing.assert_close(g1, g2)
+    # a batch of one modality: only that memory's term
+    vis_only = torch.full((10,), VISIBLE)
+    torch.testing.assert_close(
+        mem(feats, labels, vis_only),
+        ref_own_modality_loss(feats, labels, vis_only, mem.visible, mem.infrared, 0.07),
+    )
+    assert "collaboration=False" in repr(mem)
+
+
+def test_own_modality_loss_ignores_the_other_memory():
+    mem = make_memory(4, 6, collaboration=False)
+    feats, labels = torch.randn(4, 6), torch.tensor([0, 1, 2, 3])
+    visible = torch.full((4,), VISIBLE)
+    before = mem(feats, labels, visible)
+    mem.infrared.copy_(F.normalize(torch.randn(4, 6), dim=1))  # scramble the other memory
+    assert torch.equal(mem(feats, labels, visible), before)
+
+
+def test_collaboration_needs_modality_and_checks_it():
+    own = make_memory(collaboration=False)
+    with pytest.raises(ValueError, match=r"modality: expected a \(B,\) tensor.*got None"):
+        own(torch.randn(2, 8), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="modality: expected values in"):
+        own(torch.randn(2, 8), torch.tensor([0, 1]), torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match="modality"):
+        own(torch.randn(2, 8), torch.tensor([0, 1]), torch.tensor([0, 1, 1]))
+    both = make_memory()  # collaboration=True: modality is optional and does not matter
+    feats, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+    assert torch.equal(both(feats, labels, torch.tensor([0, 0, 1, 1])), both(feats, labels))
+
+
+def test_build_memory_passes_the_ablation_options():
+    mem = build_memory(TinyVideoModel(), fake_loader(), 4, hard_selection="same_modality",
+                       collaboration=False)
+    assert mem.hard_selection == "same_modality" and mem.collaboration is False

@@ -220,3 +220,91 @@ def test_input_errors_name_the_argument():
     no_cam = XReID(build_backbone("tiny", img_size=IMG), C).eval()
     with pytest.raises(ValueError, match="cameras"):
         no_cam.embed(video, cameras)
+
+
+# ----------------------------------------------------------------------------- ablations
+def _assert_every_parameter_learns(model, out, labels, modality):
+    result = XReIDLoss.paper()(out, labels, model.memory, modality)
+    result.total.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert [n for n, p in trainable if p.grad is None] == []
+    return result
+
+
+def test_model_without_mii_and_without_memory():
+    model = _model("paper", use_sii=False, use_lii=False, use_cii=False, use_memory=False)
+    assert model.mii is None and model.memory is None and model.cii is None
+    assert not hasattr(model, "bn_mii") and not hasattr(model, "classifier_mii")
+    assert model.embedding_dim == model.embed_dim + model.proj_dim
+    video, labels, modality, cameras = _batch()
+    out = model(video, modality, cameras, labels)
+    assert out.mii is None and len(out.triplet_features) == 2 and len(out.logits) == 1
+    assert out.cmcl_pairs == ()
+    result = _assert_every_parameter_learns(model, out, labels, modality)
+    assert set(result.terms) == {"triplet", "id"}  # Table 4 "Vanilla": ID + triplet
+    model.eval()
+    with torch.no_grad():
+        emb = model.embed(video)
+        ft = model.backbone(video)
+        ref = torch.cat([model.bn_sequence(ft.tokens[:, :, 0].mean(1)),
+                         model.bn_projected(ft.projected.mean(1))], 1)
+    assert emb.shape == (video.shape[0], model.embedding_dim)
+    torch.testing.assert_close(emb, ref)
+    # state dict round trip of the reduced model
+    clone = _model("paper", use_sii=False, use_lii=False, use_cii=False, use_memory=False)
+    clone.load_state_dict(model.state_dict())
+    clone.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clone.embed(video), emb)
+    assert not any(k.startswith(("memory.", "mii.")) for k in model.state_dict())
+
+
+def test_cii_without_mii_queries_the_sequence_feature():
+    # Table 5 row 4: CII on, SII and LII off
+    model = _model("paper", use_sii=False, use_lii=False)
+    video, labels, modality, cameras = _batch(p=2, k=2)
+    out = model(video, modality, cameras, labels)
+    assert model.mii is None and len(out.cmcl_pairs) == 2  # one branch x 2 directions
+    tokens = model.backbone(video, cameras).tokens
+    sequence = tokens[:, :, 0].mean(1)
+    vis, ir = torch.arange(4), torch.arange(4, 8)
+    torch.testing.assert_close(out.cmcl_pairs[0][0], sequence[vis], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.cmcl_pairs[1][0], sequence[ir], rtol=1e-5, atol=1e-5)
+    ref = model.cii(sequence[vis], tokens[ir][:, :, 1:])
+    torch.testing.assert_close(out.extras["cii_sequence_v2i"], ref, rtol=1e-5, atol=1e-5)
+    _init_memory(model, video, labels, modality)
+    out = model(video, modality, cameras, labels)
+    result = _assert_every_parameter_learns(model, out, labels, modality)
+    assert {"cpcl", "triplet", "id", "cmcl"} == set(result.terms)
+
+
+def test_lii_only_model_and_sii_stride():
+    model = _model("paper", use_sii=False)
+    assert model.mii.sii is None and model.mii.lii is not None
+    video, labels, modality, cameras = _batch()
+    out = model(video, modality, cameras, labels)
+    assert out.mii.short is None and len(out.cmcl_pairs) == 2
+    assert set(out.extras) == {"cii_long_v2i", "cii_long_i2v"}
+    assert model.embedding_dim == 2 * model.embed_dim + model.proj_dim
+    strided = _model("paper", sii_stride=3)
+    assert strided.mii.sii.stride == 3 and "sii_stride=3" in repr(strided)
+    # frame-level logits (official preset) fall back to LII's per-frame output without SII
+    official = _model("official", use_sii=False, use_lii=True)
+    out = official(video, modality, cameras, labels)
+    assert len(out.frame_logits) == 2
+    assert all(f.shape == (video.shape[0] * T, C) for f in out.frame_logits)
+
+
+def test_memory_options_reach_the_memory():
+    model = _model("paper", hard_selection="same_modality", memory_collaboration=False)
+    assert model.memory.hard_selection == "same_modality"
+    assert model.memory.collaboration is False
+    video, labels, modality, cameras = _batch()
+    _init_memory(model, video, labels, modality)
+    out = model(video, modality, cameras, labels)
+    with pytest.raises(ValueError, match="modality"):  # own-modality CPCL needs modality
+        XReIDLoss.paper()(out, labels, model.memory)
+    result = _assert_every_parameter_learns(model, out, labels, modality)
+    assert "cpcl" in result.terms
+    with pytest.raises(ValueError, match="hard_selection"):
+        _model("paper", hard_selection="nearest")

@@ -11,19 +11,21 @@ from xreid import temporal_shift
 from xreid.layers.temporal_shift import split_frame_tokens
 
 
-def loop_shift(x: torch.Tensor, fold_div: int = 4, padding: str = "replicate") -> torch.Tensor:
-    """Eq. 5 written element by element: obviously correct, slow."""
+def loop_shift(
+    x: torch.Tensor, fold_div: int = 4, padding: str = "replicate", stride: int = 1
+) -> torch.Tensor:
+    """Eq. 5 (time stride S = ``stride``) written element by element: obviously correct, slow."""
     b_, t_, n_, d_ = x.shape
     f = d_ // fold_div
-    out = torch.zeros_like(x)
+    out = x * 0  # zeros that stay in the autograd graph even if nothing is copied
     for b in range(b_):
         for t in range(t_):
             for n in range(n_):
                 for c in range(d_):
                     if c < f:
-                        src = t - 1
+                        src = t - stride
                     elif c < 2 * f:
-                        src = t + 1
+                        src = t + stride
                     else:
                         src = t
                     if 0 <= src < t_:
@@ -37,23 +39,24 @@ def loop_shift(x: torch.Tensor, fold_div: int = 4, padding: str = "replicate") -
 @settings(max_examples=30)
 @given(
     b=st.integers(1, 2),
-    t=st.integers(1, 5),
+    t=st.integers(1, 7),
     n=st.integers(1, 3),
     d=st.integers(1, 13),
     fold_div=st.integers(2, 6),
     padding=st.sampled_from(["replicate", "zero"]),
+    stride=st.integers(1, 5),
     seed=st.integers(0, 2**16),
 )
-def test_matches_loop_reference(b, t, n, d, fold_div, padding, seed):
+def test_matches_loop_reference(b, t, n, d, fold_div, padding, stride, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, t, n, d, generator=g)
-    out = temporal_shift(x, fold_div, padding)
-    assert torch.equal(out, loop_shift(x, fold_div, padding))
+    out = temporal_shift(x, fold_div, padding, stride=stride)
+    assert torch.equal(out, loop_shift(x, fold_div, padding, stride))
     # the backward is the exact adjoint: <shift(x), g> == <x, shift^T(g)>
     x64 = x.double().requires_grad_()
     grad_out = torch.randn(b, t, n, d, generator=g, dtype=torch.float64)
-    (gx,) = torch.autograd.grad(temporal_shift(x64, fold_div, padding), x64, grad_out)
-    (gx_ref,) = torch.autograd.grad(loop_shift(x64, fold_div, padding), x64, grad_out)
+    (gx,) = torch.autograd.grad(temporal_shift(x64, fold_div, padding, stride), x64, grad_out)
+    (gx_ref,) = torch.autograd.grad(loop_shift(x64, fold_div, padding, stride), x64, grad_out)
     assert torch.equal(gx, gx_ref)
 
 
@@ -126,6 +129,43 @@ def test_gradcheck(padding, t):
     assert torch.autograd.gradgradcheck(fn, (x,))
 
 
+@pytest.mark.parametrize("padding", ["replicate", "zero"])
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+def test_gradcheck_strides(padding, stride):
+    # T = 5 covers 2S < T, S < T < 2S and (stride 4 on the 3-frame clip) T <= S
+    for t in (5, 3):
+        x = torch.randn(1, t, 1, 8, dtype=torch.float64, requires_grad=True)
+        fn = lambda v: temporal_shift(v, 4, padding, stride=stride)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_stride_two_channels():
+    # D = 8, f = 2, S = 2, T = 5: frame t reads t-2 / t+2, the edges copy themselves
+    x = torch.arange(5, dtype=torch.float32).view(1, 5, 1, 1).expand(1, 5, 1, 8)
+    out = temporal_shift(x, stride=2)[0, :, 0]
+    assert out[:, 0].tolist() == [0, 1, 0, 1, 2]
+    assert out[:, 2].tolist() == [2, 3, 4, 3, 4]
+    assert out[:, 4].tolist() == [0, 1, 2, 3, 4]
+    zero = temporal_shift(x, padding="zero", stride=2)[0, :, 0]
+    assert zero[:, 0].tolist() == [0, 0, 0, 1, 2]
+    assert zero[:, 2].tolist() == [2, 3, 4, 0, 0]
+
+
+@pytest.mark.parametrize("t", [1, 2, 3])
+def test_clip_not_longer_than_stride(t):
+    x = torch.randn(2, t, 3, 8)
+    assert torch.equal(temporal_shift(x, stride=3), x)  # every neighbour missing: identity
+    zero = temporal_shift(x, padding="zero", stride=3)
+    assert torch.equal(zero[..., :4], torch.zeros(2, t, 3, 4))
+    assert torch.equal(zero[..., 4:], x[..., 4:])
+
+
+def test_stride_one_is_the_default():
+    x = torch.randn(2, 4, 3, 8)
+    assert torch.equal(temporal_shift(x, stride=1), temporal_shift(x))
+
+
 def test_boundary_gradient_accumulation():
     x = torch.zeros(1, 3, 1, 4, requires_grad=True)  # f = 1
     temporal_shift(x).backward(torch.ones(1, 3, 1, 4))
@@ -142,6 +182,10 @@ def test_boundary_gradient_accumulation():
         ({"x": torch.zeros(1, 2, 3, 4), "fold_div": 1}, "fold_div"),
         ({"x": torch.zeros(1, 2, 3, 4), "fold_div": 2.0}, "fold_div"),
         ({"x": torch.zeros(1, 2, 3, 4), "padding": "circular"}, "padding"),
+        ({"x": torch.zeros(1, 2, 3, 4), "stride": 0}, "stride: expected an int >= 1, got 0"),
+        ({"x": torch.zeros(1, 2, 3, 4), "stride": -1}, "stride"),
+        ({"x": torch.zeros(1, 2, 3, 4), "stride": 1.5}, "stride"),
+        ({"x": torch.zeros(1, 2, 3, 4), "stride": True}, "stride"),
     ],
 )
 def test_bad_arguments(kwargs, match):
@@ -178,20 +222,20 @@ def test_autocast_keeps_dtype():
 # split_frame_tokens: ([CLS], shifted patches) with a fused backward
 
 
-@pytest.mark.parametrize("fold_div", [None, 4, 3])
+@pytest.mark.parametrize(("fold_div", "stride"), [(None, 1), (4, 1), (3, 1), (4, 2), (4, 3)])
 @pytest.mark.parametrize("padding", ["replicate", "zero"])
-def test_split_frame_tokens_matches_slicing(fold_div, padding):
-    tokens = torch.randn(1, 3, 3, 8, dtype=torch.float64, requires_grad=True)
-    cls, patches = split_frame_tokens(tokens, fold_div, padding)
+def test_split_frame_tokens_matches_slicing(fold_div, stride, padding):
+    tokens = torch.randn(1, 4, 3, 8, dtype=torch.float64, requires_grad=True)
+    cls, patches = split_frame_tokens(tokens, fold_div, padding, stride)
     assert torch.equal(cls, tokens[:, :, 0])
     ref = tokens[:, :, 1:] if fold_div is None else loop_shift(tokens[:, :, 1:], fold_div,
-                                                               padding)
+                                                               padding, stride)
     assert torch.equal(patches, ref)
     g_cls, g_patches = torch.randn_like(cls), torch.randn_like(patches)
     (grad,) = torch.autograd.grad((cls, patches), tokens, (g_cls, g_patches))
     (grad_ref,) = torch.autograd.grad((tokens[:, :, 0], ref), tokens, (g_cls, g_patches))
     assert torch.equal(grad, grad_ref)
-    fn = lambda v: split_frame_tokens(v, fold_div, padding)  # noqa: E731
+    fn = lambda v: split_frame_tokens(v, fold_div, padding, stride)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (tokens,))
     assert torch.autograd.gradgradcheck(fn, (tokens,))
 

@@ -123,6 +123,20 @@ class TrainConfig:
     use_lii: bool | None = None
     use_cii: bool | None = None
     detach_mii: bool | None = None
+    # ablation switches (None: the model / loss preset's value); see xreid.engine.variants
+    use_sii: bool | None = None
+    sii_stride: int | None = None
+    use_memory: bool | None = None
+    hard_selection: str | None = None  # cross_modal | same_modality | any
+    memory_collaboration: bool | None = None
+    memory_momentum: float | None = None
+    memory_temperature: float | None = None
+    cpcl_weight: float | None = None
+    triplet_weight: float | None = None
+    id_weight: float | None = None
+    cmcl_weight: float | None = None
+    frame_id_weight: float | None = None
+    variant: str | None = None  # a named ablation (its overrides sit under explicit ones)
     freeze_patch_embed: bool = False
     grad_checkpointing: bool = False
     label_smoothing: float = 0.0
@@ -161,10 +175,16 @@ class TrainConfig:
     # ------------------------------------------------------------------ presets and I/O
     @classmethod
     def from_preset(cls, name: str = "demo", **overrides: Any) -> TrainConfig:
-        """The preset's values, then ``overrides`` (unknown keys raise ``ValueError``)."""
+        """The preset's values, then the named ``variant``'s overrides (if ``overrides`` has
+        a ``variant`` key), then ``overrides`` (unknown keys raise ``ValueError``)."""
         if name not in _PRESETS:
             raise ValueError(f"preset: expected one of {list(PRESET_NAMES)}, got {name!r}")
-        values = {**_PRESETS[name], **overrides, "preset": name}
+        variant: dict[str, Any] = {}
+        if overrides.get("variant") is not None:
+            from xreid.engine.variants import get_variant
+
+            variant = dict(get_variant(overrides["variant"]).overrides)
+        values = {**_PRESETS[name], **variant, **overrides, "preset": name}
         return cls.from_dict(values)
 
     @classmethod
@@ -199,11 +219,21 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         """Non-None head overrides for :meth:`xreid.XReID.from_preset`."""
-        keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "detach_mii")
+        keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "detach_mii", "use_sii",
+                "sii_stride", "use_memory", "hard_selection", "memory_collaboration",
+                "memory_momentum", "memory_temperature")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def loss_overrides(self) -> dict[str, float]:
+        """Non-None Eq. 10 weights, as keywords of :class:`xreid.XReIDLoss`."""
+        keys = {"cpcl_weight": "cpcl", "triplet_weight": "triplet", "id_weight": "id",
+                "cmcl_weight": "cmcl", "frame_id_weight": "frame_id"}
+        return {v: float(getattr(self, k)) for k, v in keys.items()
+                if getattr(self, k) is not None}
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent option."""
+        self.validate_ablation()
         choices = {
             "dataset": ("synthetic", "hitsz-vcm", "bupt-campus"),
             "normalization": ("imagenet", "clip"),
@@ -234,3 +264,21 @@ class TrainConfig:
             raise ValueError(f"lr: expected > 0, got {self.lr}")
         if not 0 <= self.warmup_epochs:
             raise ValueError(f"warmup_epochs: expected >= 0, got {self.warmup_epochs}")
+
+    def validate_ablation(self) -> None:
+        """Check the ablation switches (``ValueError`` naming the option)."""
+        allowed = ("cross_modal", "same_modality", "any")
+        if self.hard_selection is not None and self.hard_selection not in allowed:
+            raise ValueError(f"hard_selection: expected one of {list(allowed)}, got "
+                             f"{self.hard_selection!r}")
+        for key in ("cpcl_weight", "triplet_weight", "id_weight", "cmcl_weight",
+                    "frame_id_weight"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{key}: expected a weight >= 0, got {value}")
+        stride = self.sii_stride
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)
+                                   or stride < 1):
+            raise ValueError(f"sii_stride: expected an int >= 1, got {stride!r}")
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise ValueError(f"variant: expected a variant name, got {self.variant!r}")

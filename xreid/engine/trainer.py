@@ -95,7 +95,7 @@ def train_step(
     model.train()
     with _autocast(device, amp):
         out = model(video, modality, cameras, labels)
-        result = loss_fn(out, labels, core.memory)
+        result = loss_fn(out, labels, core.memory, modality)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(result.total).backward()
@@ -109,7 +109,8 @@ def train_step(
         if max_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
-    core.memory.update(out.memory_feature.detach().float(), labels, modality)
+    if core.memory is not None:  # a model built with use_memory=False has none
+        core.memory.update(out.memory_feature.detach().float(), labels, modality)
     logs = {k: float(v.detach()) for k, v in result.terms.items()}
     logs["total"] = float(result.total.detach())
     return logs
@@ -221,7 +222,8 @@ class Trainer:
         self.core = self.model
         if cfg.compile:
             self.core.backbone.compile()
-            self.core.mii.compile()
+            if self.core.mii is not None:
+                self.core.mii.compile()
         from xreid.losses.xreid_loss import XReIDLoss
 
         num_frames = cfg.num_frames
@@ -229,6 +231,7 @@ class Trainer:
                         if cfg.loss_preset == "official" else XReIDLoss.paper())
         if cfg.label_smoothing:
             self.loss_fn.label_smoothing = cfg.label_smoothing
+        self.loss_fn.weights.update(cfg.loss_overrides())
         self.optimizer = build_optimizer(
             self.core, lr=cfg.lr, weight_decay=cfg.weight_decay,
             bias_lr_factor=cfg.bias_lr_factor, classifier_lr_factor=cfg.classifier_lr_factor,
@@ -280,7 +283,8 @@ class Trainer:
             return
         import torch.distributed as dist
 
-        memory_buffers = {id(b) for b in self.core.memory.buffers()}
+        memory = self.core.memory
+        memory_buffers = {id(b) for b in memory.buffers()} if memory is not None else set()
         for buf in self.core.buffers():
             if id(buf) not in memory_buffers:
                 dist.broadcast(buf, src=0)
@@ -341,7 +345,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------- memory
     def initialize_memory(self) -> None:
-        """(Re)build the CPC prototypes from the current model (eval mode, no grad)."""
+        """(Re)build the CPC prototypes from the current model (eval mode, no grad).
+
+        A no-op for a model without memory (``use_memory=False``)."""
+        if self.core.memory is None:
+            return
         from xreid.data import ClipTransform, VideoClipDataset
         from xreid.memory.build import build_memory
 
@@ -464,7 +472,9 @@ class Trainer:
             self.evaluate("before")
         while self.epoch < cfg.epochs:
             epoch = self.epoch
-            if cfg.memory_init == "every_epoch" or not self.memory_initialized:
+            needs_memory = self.core.memory is not None
+            if needs_memory and (cfg.memory_init == "every_epoch"
+                                 or not self.memory_initialized):
                 self._message(f"initialising the CPC memory (epoch {epoch + 1})")
                 self.initialize_memory()
             n_iter = self.iterations_per_epoch()

@@ -7,6 +7,8 @@ frames (Eq. 5, :func:`~xreid.layers.temporal_shift.temporal_shift`) and the fram
     z^p_t  = [z^p_{t-1}(1 : D/4); z^p_{t+1}(D/4+1 : D/2); z^p_t(D/2+1 : D)]     (5)
     z^cls_t <- FFN(MHCA(query = z^cls_t, key = value = z^p_t))               (6)
 
+With a time stride S (``stride``, Fig. 4) the folds come from frames t - S and t + S.
+
 Shapes: ``tokens (B, T, 1+N, D) -> (B, T, D)``; token 0 of each frame is [CLS].
 """
 
@@ -18,7 +20,7 @@ from torch import nn
 
 from xreid._validation import check_tensor, shape_str
 from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
-from xreid.layers.temporal_shift import _check_args, split_frame_tokens
+from xreid.layers.temporal_shift import check_shift_args, split_frame_tokens
 
 __all__ = ["SII", "ShortTermInteraction", "check_frame_tokens"]
 
@@ -50,6 +52,8 @@ class ShortTermInteraction(nn.Module):
         fold_div: ``D // fold_div`` channels come from each neighbour (4 in Eq. 5).
         depth: number of stacked blocks. mlp_ratio: FFN width ratio.
         padding: ``"replicate"`` (paper) or ``"zero"`` at the first/last frame.
+        stride: time stride S >= 1 of the shift: the folds come from frames ``t - S`` and
+            ``t + S`` (Eq. 5 is S = 1; the paper's Fig. 4 compares S = 1..4).
         key_norm: key/value normalisation of the block; ``"separate"`` (default) is the
             official form: LN1 on the query, an extra LayerNorm on the keys, raw values.
         drop, attn_drop, drop_path: dropout rates (0 by default, as in the official code).
@@ -65,6 +69,7 @@ class ShortTermInteraction(nn.Module):
         depth: int = 1,
         mlp_ratio: float = 4.0,
         padding: str = "replicate",
+        stride: int = 1,
         key_norm: KeyNorm = "separate",
         drop: float = 0.0,
         attn_drop: float = 0.0,
@@ -72,23 +77,25 @@ class ShortTermInteraction(nn.Module):
         attn_impl: AttentionImpl = "absorbed",
     ) -> None:
         super().__init__()
-        _check_args(fold_div, padding)
+        check_shift_args(fold_div, padding, stride)
         self.dim = dim
         self.fold_div = fold_div
         self.padding = padding
+        self.stride = stride
         self.blocks = _make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=False,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, fold_div={self.fold_div}, padding={self.padding!r}"
+        return (f"dim={self.dim}, fold_div={self.fold_div}, padding={self.padding!r}, "
+                f"stride={self.stride}")
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         check_frame_tokens(tokens, self.dim)
         b, t = tokens.shape[:2]
         # [CLS] tokens and temporally shifted patches (Eq. 5) in one autograd node
-        cls, shifted = split_frame_tokens(tokens, self.fold_div, self.padding)
+        cls, shifted = split_frame_tokens(tokens, self.fold_div, self.padding, self.stride)
         query = rearrange(cls, "b t d -> (b t) d")
         keys = rearrange(shifted, "b t n d -> (b t) n d")
         for block in self.blocks:  # Eq. 6

@@ -1,19 +1,20 @@
 """Temporal token shift (paper Eq. 5), out of place, with an exact hand-written adjoint.
 
-For patch tokens ``x`` of shape ``(B, T, N, D)`` and ``f = D // fold_div``::
+For patch tokens ``x`` of shape ``(B, T, N, D)``, ``f = D // fold_div`` and a time stride
+``S >= 1`` (``stride``; Eq. 5 is S = 1, the paper's Fig. 4 tries S = 1..4)::
 
-    out[:, t, :, 0:f]  = x[:, t - 1, :, 0:f]     # first fold: from the previous frame
-    out[:, t, :, f:2f] = x[:, t + 1, :, f:2f]    # second fold: from the next frame
+    out[:, t, :, 0:f]  = x[:, t - S, :, 0:f]     # first fold: from S frames earlier
+    out[:, t, :, f:2f] = x[:, t + S, :, f:2f]    # second fold: from S frames later
     out[:, t, :, 2f:]  = x[:, t, :, 2f:]         # the rest: the frame's own channels
 
-A missing neighbour (``t - 1 < 0`` or ``t + 1 >= T``) takes the current frame
+A missing neighbour (``t - S < 0`` or ``t + S >= T``) takes the current frame
 (``padding="replicate"``, what the paper describes: "we simply copy the current frame") or
 zeros (``padding="zero"``, the TSM convention). With the default ``fold_div=4`` this is
 exactly Eq. 5: ``[z_{t-1}(1:D/4); z_{t+1}(D/4+1:D/2); z_t(D/2+1:D)]``.
 
 Why a custom :class:`torch.autograd.Function`: autograd through slice assignments or
 ``torch.cat`` of slices allocates a full-size gradient per slice (10-15x the cost of a
-``clone``, ``performance-notes.md`` §A.4). The Function's forward allocates one output and
+``clone``). The Function's forward allocates one output and
 issues at most five slice copies; its backward is the exact adjoint, also one buffer and a
 few slice copies. The adjoint is itself a Function whose backward is the shift, so the op is
 differentiable any number of times (``gradgradcheck`` passes).
@@ -30,94 +31,93 @@ import torch
 
 from xreid._validation import check_tensor
 
-__all__ = ["split_frame_tokens", "temporal_shift"]
+__all__ = ["check_shift_args", "split_frame_tokens", "temporal_shift"]
 
 _PADDINGS = ("replicate", "zero")
 
 
 def _shift(
-    x: torch.Tensor, fold: int, zero: bool, out: torch.Tensor | None = None
+    x: torch.Tensor, fold: int, zero: bool, stride: int = 1, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Forward of Eq. 5 on (B, T, N, D) into ``out`` (a new buffer by default); slice copies
-    only. ``fold == 0`` is a plain copy."""
+    only. ``fold == 0`` is a plain copy. ``stride`` s >= 1: frame t reads frames t -+ s."""
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    f = fold
+    f, t, s = fold, x.shape[1], stride
     if 2 * f < x.shape[-1]:
         out[..., 2 * f :].copy_(x[..., 2 * f :])
     if f == 0:
         return out
-    # first fold: frame t takes frame t-1
-    out[:, 1:, :, :f].copy_(x[:, :-1, :, :f])
-    # second fold: frame t takes frame t+1
-    out[:, :-1, :, f : 2 * f].copy_(x[:, 1:, :, f : 2 * f])
+    k = min(s, t)  # frames whose neighbour is missing, at each end
+    if t > s:
+        # first fold: frame t takes frame t - s; second fold: frame t takes frame t + s
+        out[:, s:, :, :f].copy_(x[:, : t - s, :, :f])
+        out[:, : t - s, :, f : 2 * f].copy_(x[:, s:, :, f : 2 * f])
     if zero:
-        out[:, 0, :, :f].zero_()
-        out[:, -1, :, f : 2 * f].zero_()
+        out[:, :k, :, :f].zero_()
+        out[:, t - k :, :, f : 2 * f].zero_()
     else:
-        out[:, 0, :, :f].copy_(x[:, 0, :, :f])
-        out[:, -1, :, f : 2 * f].copy_(x[:, -1, :, f : 2 * f])
+        out[:, :k, :, :f].copy_(x[:, :k, :, :f])
+        out[:, t - k :, :, f : 2 * f].copy_(x[:, t - k :, :, f : 2 * f])
     return out
 
 
 def _shift_adjoint(
-    g: torch.Tensor, fold: int, zero: bool, out: torch.Tensor | None = None
+    g: torch.Tensor, fold: int, zero: bool, stride: int = 1, out: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Adjoint (transpose) of :func:`_shift`: the gradient with respect to its input,
     written into ``out`` (a new buffer by default).
 
-    First fold: x[t] feeds out[t+1] (and out[0] too when t = 0 under replicate), so
-    grad[t] = g[t+1] for t < T-1, grad[T-1] = 0, plus g[0] added at t = 0 under replicate.
-    Second fold is the mirror image.
+    First fold: x[t] feeds out[t + s] (and out[t] itself when t < s under replicate), so
+    grad[t] = g[t + s] for t < T - s, 0 for the last s frames, plus g[t] added for t < s
+    under replicate. The second fold is the mirror image.
     """
     gi = torch.empty(g.shape, dtype=g.dtype, device=g.device) if out is None else out
-    f = fold
+    f, t, s = fold, g.shape[1], stride
     if 2 * f < g.shape[-1]:
         gi[..., 2 * f :].copy_(g[..., 2 * f :])
     if f == 0:
         return gi
-    gi[:, :-1, :, :f].copy_(g[:, 1:, :, :f])
-    gi[:, 1:, :, f : 2 * f].copy_(g[:, :-1, :, f : 2 * f])
-    if zero:
-        gi[:, -1, :, :f].zero_()
-        gi[:, 0, :, f : 2 * f].zero_()
-    elif g.shape[1] == 1:
-        gi[:, 0, :, : 2 * f].copy_(g[:, 0, :, : 2 * f])
-    else:
-        # boundary accumulation: the edge frame is read twice under "replicate"
-        gi[:, -1, :, :f].zero_()
-        gi[:, 0, :, :f].add_(g[:, 0, :, :f])
-        gi[:, 0, :, f : 2 * f].zero_()
-        gi[:, -1, :, f : 2 * f].add_(g[:, -1, :, f : 2 * f])
+    k = min(s, t)
+    if t > s:
+        gi[:, : t - s, :, :f].copy_(g[:, s:, :, :f])
+        gi[:, s:, :, f : 2 * f].copy_(g[:, : t - s, :, f : 2 * f])
+    # frames that feed no shifted position
+    gi[:, t - k :, :, :f].zero_()
+    gi[:, :k, :, f : 2 * f].zero_()
+    if not zero:
+        # boundary accumulation: under "replicate" an edge frame is also read in place
+        gi[:, :k, :, :f].add_(g[:, :k, :, :f])
+        gi[:, t - k :, :, f : 2 * f].add_(g[:, t - k :, :, f : 2 * f])
     return gi
 
 
 class _TemporalShift(torch.autograd.Function):
     @staticmethod
-    def forward(x: torch.Tensor, fold: int, zero: bool) -> torch.Tensor:  # type: ignore[override]
-        return _shift(x, fold, zero)
+    def forward(x: torch.Tensor, fold: int, zero: bool, stride: int) -> torch.Tensor:  # type: ignore[override]
+        return _shift(x, fold, zero, stride)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        _, ctx.fold, ctx.zero = inputs
+        _, ctx.fold, ctx.zero, ctx.stride = inputs
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        return _TemporalShiftAdjoint.apply(grad, ctx.fold, ctx.zero), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+        return _TemporalShiftAdjoint.apply(grad, ctx.fold, ctx.zero, ctx.stride), None, None, None
 
 
 class _TemporalShiftAdjoint(torch.autograd.Function):
     @staticmethod
-    def forward(g: torch.Tensor, fold: int, zero: bool) -> torch.Tensor:  # type: ignore[override]
-        return _shift_adjoint(g, fold, zero)
+    def forward(g: torch.Tensor, fold: int, zero: bool, stride: int) -> torch.Tensor:  # type: ignore[override]
+        return _shift_adjoint(g, fold, zero, stride)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        _, ctx.fold, ctx.zero = inputs
+        _, ctx.fold, ctx.zero, ctx.stride = inputs
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        return _TemporalShift.apply(grad, ctx.fold, ctx.zero), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+        return _TemporalShift.apply(grad, ctx.fold, ctx.zero, ctx.stride), None, None, None
 
 
 class _SplitTokens(torch.autograd.Function):
@@ -130,20 +130,21 @@ class _SplitTokens(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        tokens: torch.Tensor, fold: int, zero: bool
+        tokens: torch.Tensor, fold: int, zero: bool, stride: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         cls = tokens[:, :, 0].clone(memory_format=torch.contiguous_format)
-        return cls, _shift(tokens[:, :, 1:], fold, zero)
+        return cls, _shift(tokens[:, :, 1:], fold, zero, stride)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        _, ctx.fold, ctx.zero = inputs
+        _, ctx.fold, ctx.zero, ctx.stride = inputs
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad_cls: torch.Tensor, grad_patches: torch.Tensor
-    ) -> tuple[torch.Tensor, None, None]:
-        return _MergeTokens.apply(grad_cls, grad_patches, ctx.fold, ctx.zero), None, None
+    ) -> tuple[torch.Tensor, None, None, None]:
+        merged = _MergeTokens.apply(grad_cls, grad_patches, ctx.fold, ctx.zero, ctx.stride)
+        return merged, None, None, None
 
 
 class _MergeTokens(torch.autograd.Function):
@@ -151,66 +152,75 @@ class _MergeTokens(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        grad_cls: torch.Tensor, grad_patches: torch.Tensor, fold: int, zero: bool
+        grad_cls: torch.Tensor, grad_patches: torch.Tensor, fold: int, zero: bool, stride: int
     ) -> torch.Tensor:
         b, t, n, d = grad_patches.shape
         out = torch.empty((b, t, 1 + n, d), dtype=grad_patches.dtype,
                           device=grad_patches.device)
         out[:, :, 0].copy_(grad_cls)
-        _shift_adjoint(grad_patches, fold, zero, out=out[:, :, 1:])
+        _shift_adjoint(grad_patches, fold, zero, stride, out=out[:, :, 1:])
         return out
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        _, _, ctx.fold, ctx.zero = inputs
+        _, _, ctx.fold, ctx.zero, ctx.stride = inputs
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: Any, grad: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        cls, patches = _SplitTokens.apply(grad, ctx.fold, ctx.zero)
-        return cls, patches, None, None
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
+        cls, patches = _SplitTokens.apply(grad, ctx.fold, ctx.zero, ctx.stride)
+        return cls, patches, None, None, None
 
 
-def _check_args(fold_div: int, padding: str) -> None:
+def check_shift_args(fold_div: object, padding: object, stride: object = 1) -> None:
+    """Raise ``ValueError`` naming the first bad option of :func:`temporal_shift`."""
     if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < 2:
         raise ValueError(f"fold_div: expected an int >= 2, got {fold_div!r}")
     if padding not in _PADDINGS:
         raise ValueError(f"padding: expected one of {_PADDINGS}, got {padding!r}")
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
 
 
 def temporal_shift(
-    x: torch.Tensor, fold_div: int = 4, padding: str = "replicate"
+    x: torch.Tensor, fold_div: int = 4, padding: str = "replicate", stride: int = 1
 ) -> torch.Tensor:
-    """Exchange channel folds of patch tokens between adjacent frames (paper Eq. 5).
+    """Exchange channel folds of patch tokens between frames ``stride`` apart (paper Eq. 5).
 
     Args:
         x: patch tokens ``(B, T, N, D)``; any dtype, any strides, any ``T >= 1``.
-        fold_div: ``f = D // fold_div`` channels come from frame ``t-1`` (channels
-            ``[0, f)``) and ``f`` from frame ``t+1`` (channels ``[f, 2f)``); must be >= 2.
+        fold_div: ``f = D // fold_div`` channels come from frame ``t - stride`` (channels
+            ``[0, f)``) and ``f`` from frame ``t + stride`` (channels ``[f, 2f)``); >= 2.
         padding: ``"replicate"`` (a missing neighbour takes the current frame; the paper)
             or ``"zero"`` (a missing neighbour gives zeros; TSM).
+        stride: the time stride S >= 1 (Eq. 5 is S = 1; the paper's Fig. 4 varies it).
+            ``T <= stride`` is allowed: then every neighbour is missing.
 
     Returns:
         A new contiguous tensor ``(B, T, N, D)``; ``x`` is never modified. With
-        ``padding="replicate"`` and ``T == 1`` it equals ``x``. With ``padding="zero"``
-        and ``T == 1`` both neighbours are missing, so channels ``[0, 2f)`` are zero.
+        ``padding="replicate"`` and ``T <= stride`` it equals ``x``. With ``padding="zero"``
+        and ``T <= stride`` both neighbours are missing, so channels ``[0, 2f)`` are zero.
     """
     check_tensor(x, "x", ndim=4, layout="(B, T, N, D)")
-    _check_args(fold_div, padding)
-    return _TemporalShift.apply(x, x.shape[-1] // fold_div, padding == "zero")
+    check_shift_args(fold_div, padding, stride)
+    return _TemporalShift.apply(x, x.shape[-1] // fold_div, padding == "zero", stride)
 
 
 def split_frame_tokens(
-    tokens: torch.Tensor, fold_div: int | None = None, padding: str = "replicate"
+    tokens: torch.Tensor,
+    fold_div: int | None = None,
+    padding: str = "replicate",
+    stride: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split ViT frame tokens into [CLS] and patch tokens, optionally shifting the patches.
 
     Args:
         tokens: ``(B, T, 1+N, D)``, token 0 of each frame is [CLS]; ``N >= 1``.
         fold_div: ``None`` (default) returns the patches unshifted; an int applies
-            :func:`temporal_shift` (Eq. 5) with that ``fold_div`` and ``padding``.
+            :func:`temporal_shift` (Eq. 5) with that ``fold_div``, ``padding`` and ``stride``.
         padding: ``"replicate"`` or ``"zero"``, as in :func:`temporal_shift`.
+        stride: time stride S >= 1, as in :func:`temporal_shift`.
 
     Returns:
         ``(cls (B, T, D), patches (B, T, N, D))``, new contiguous tensors. Equal to
@@ -225,6 +235,6 @@ def split_frame_tokens(
         )
     fold = 0
     if fold_div is not None:
-        _check_args(fold_div, padding)
+        check_shift_args(fold_div, padding, stride)
         fold = tokens.shape[-1] // fold_div
-    return _SplitTokens.apply(tokens, fold, padding == "zero")
+    return _SplitTokens.apply(tokens, fold, padding == "zero", stride)

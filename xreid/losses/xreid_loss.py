@@ -4,8 +4,9 @@
 
 Terms (B clips, T frames, C identities; all from one :class:`xreid.XReIDOutput`):
 
-- ``cpcl``: ``memory(output.memory_feature, labels)``, the CPCL loss (Eqs. 3-4) of the
-  (B, d_mem) memory feature against both prototype memories.
+- ``cpcl``: ``memory(output.memory_feature, labels, modality)``, the CPCL loss (Eqs. 3-4)
+  of the (B, d_mem) memory feature against the prototype memories. Without a memory
+  (``memory=None``, a model built with ``use_memory=False``) the term is simply absent.
 - ``triplet``: batch-hard triplet loss (margin ``margin``) summed over
   ``output.triplet_features`` (each (B, *)).
 - ``id``: ``CrossEntropyLoss(label_smoothing=label_smoothing)`` summed over
@@ -92,11 +93,13 @@ def _check_rows(x: object, name: str, b: int) -> torch.Tensor:
 class XReIDLoss(nn.Module):
     """Eq. 10: CPCL + triplet + ID cross-entropy (+ frame ID) + CMCL, weighted and reported.
 
-    ``forward(output: XReIDOutput, labels (B,), memory: CrossModalPrototypeMemory | None)
-    -> LossOutput``. See the module docstring for every term and the two presets.
+    ``forward(output: XReIDOutput, labels (B,), memory: CrossModalPrototypeMemory | None,
+    modality (B,) | None) -> LossOutput``. ``modality`` is handed to the memory (needed by a
+    memory with ``collaboration=False``); with ``memory=None`` the CPCL term is skipped.
+    See the module docstring for every term and the two presets.
 
     Args (keyword-only; weights are floats >= 0):
-        cpcl: weight of the CPCL term (needs ``memory``).
+        cpcl: weight of the CPCL term (computed only when a ``memory`` is passed).
         triplet: weight of the batch-hard triplet term.
         id: weight of the clip-level identity cross-entropy.
         cmcl: weight of the cross-modality constraint loss (Eq. 9).
@@ -172,6 +175,7 @@ class XReIDLoss(nn.Module):
         output: XReIDOutput,
         labels: torch.Tensor,
         memory: CrossModalPrototypeMemory | None = None,
+        modality: torch.Tensor | None = None,
     ) -> LossOutput:
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
         _check_integer(y, "labels")
@@ -181,10 +185,7 @@ class XReIDLoss(nn.Module):
 
         if memory is not None:
             feat = _check_rows(output.memory_feature, "output.memory_feature", b)
-            terms["cpcl"] = self._term("cpcl", lambda: memory(feat, y))
-        elif self.weights["cpcl"] > 0:
-            raise ValueError("memory: expected a CrossModalPrototypeMemory for the CPCL term "
-                             "(weight cpcl > 0), got None")
+            terms["cpcl"] = self._term("cpcl", lambda: memory(feat, y, modality))
 
         feats: Sequence[torch.Tensor] = output.triplet_features
         if feats:

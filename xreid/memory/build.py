@@ -136,15 +136,16 @@ def build_memory(
     momentum: float = 0.2,
     temperature: float = 0.05,
     hard_selection: HardSelection = "cross_modal",
+    collaboration: bool = True,
 ) -> CrossModalPrototypeMemory:
     """Extract features with ``model`` over ``loader`` and initialise a CPC memory.
 
     With ``memory=None`` a new :class:`~xreid.CrossModalPrototypeMemory` of
     ``num_identities`` rows (required), the extracted feature size, and ``momentum``,
-    ``temperature``, ``hard_selection`` is created on ``device``. With ``memory`` given it
-    is re-initialised in place (the per-epoch rebuild of the authors' code) and returned;
-    ``num_identities``, if given, must match, and the memory's device is the default
-    ``device``.
+    ``temperature``, ``hard_selection``, ``collaboration`` is created on ``device``. With
+    ``memory`` given it is re-initialised in place (the per-epoch rebuild of the authors'
+    code) and returned; ``num_identities``, if given, must match, and the memory's device
+    is the default ``device``.
 
     Under ``torch.distributed`` each rank may pass its own shard (e.g. a
     ``DistributedSampler`` loader): :meth:`~xreid.CrossModalPrototypeMemory.initialize`
@@ -172,7 +173,7 @@ def build_memory(
         assert num_identities is not None
         memory = CrossModalPrototypeMemory(
             num_identities, features.shape[1], momentum=momentum, temperature=temperature,
-            hard_selection=hard_selection,
+            hard_selection=hard_selection, collaboration=collaboration,
         ).to(features.device)
     memory.initialize(features, labels, modality)
     return memory

@@ -10,9 +10,13 @@ with unit-norm rows, one row per training identity.
   cosine similarity to ``visible[y]`` (Eq. 2) and becomes
   ``normalize(mu * visible[y] + (1 - mu) * b)`` (Eq. 1); ``infrared[y]`` symmetrically takes
   the least similar **visible** sample. ``hard_selection="any"`` picks the hardest sample of
-  either modality, which is what the authors' released code does (``CM_Hard``).
+  either modality, which is what the authors' released code does (``CM_Hard``);
+  ``hard_selection="same_modality"`` updates ``visible[y]`` with the hardest *visible* sample
+  and ``infrared[y]`` with the hardest *infrared* one (the usual per-modality memory of PCL,
+  the paper's "Visual Memories" baseline, Table 4).
 - :meth:`CrossModalPrototypeMemory.forward`: the CPCL loss (Eqs. 3-4) against the current
-  prototypes.
+  prototypes; with ``collaboration=False`` each sample is classified only against the
+  prototypes of its own modality (Table 4's rows without "collaboration").
 
 The update is a plain ``no_grad`` method, called explicitly (normally right after
 ``loss.backward()``; calling it before ``backward`` is also correct, see :meth:`forward`),
@@ -37,7 +41,8 @@ from xreid.losses.cpcl import _check_integer, _cpcl
 
 __all__ = ["CPCMemory", "CrossModalPrototypeMemory"]
 
-HardSelection = Literal["cross_modal", "any"]
+HardSelection = Literal["cross_modal", "same_modality", "any"]
+HARD_SELECTIONS: tuple[str, ...] = ("cross_modal", "same_modality", "any")
 _BUFFERS = ("visible", "infrared")
 
 
@@ -141,6 +146,38 @@ def _momentum_write(
         mem.index_put_((labels,), torch.where(has, new, old))
 
 
+def _own_modality_loss(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    modality: torch.Tensor,
+    visible: torch.Tensor,
+    infrared: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Each sample against its own modality's prototypes only (no cross-modal collaboration).
+
+    ``sum over m in {visible, infrared} of mean_{i: modality_i = m} CE(cos(f_i, M^m) / tau,
+    y_i)``, float32, vectorised (no host synchronisation). Shapes: features (B, d), labels
+    and modality (B,), prototypes (C, d) -> scalar.
+    """
+    if features.shape[0] == 0:
+        return features.float().sum() * 0.0
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        f = F.normalize(features.float(), dim=1)
+        is_ir = (modality == INFRARED).unsqueeze(1)
+        logits = torch.where(
+            is_ir,
+            f @ F.normalize(infrared.float(), dim=1).t(),
+            f @ F.normalize(visible.float(), dim=1).t(),
+        ) / temperature
+        ce = F.cross_entropy(logits, labels.long(), reduction="none")
+        loss = ce.new_zeros(())
+        for code in (VISIBLE, INFRARED):
+            mask = (modality == code).to(ce.dtype)
+            loss = loss + (ce * mask).sum() / mask.sum().clamp_min(1.0)
+    return loss
+
+
 class CrossModalPrototypeMemory(nn.Module):
     """Two momentum prototype memories with cross-modal hard-sample updates (Eqs. 1-4).
 
@@ -154,8 +191,13 @@ class CrossModalPrototypeMemory(nn.Module):
         momentum: mu of Eq. 1 (paper 0.2; the authors' code uses 0.1), in [0, 1).
         temperature: tau of the CPCL softmax (0.05).
         hard_selection: ``"cross_modal"`` (Eq. 2: visible prototypes are updated only by
-            infrared samples and vice versa) or ``"any"`` (the hardest sample of either
-            modality, for both memories, as the authors' ``CM_Hard``).
+            infrared samples and vice versa), ``"same_modality"`` (visible prototypes by
+            visible samples, infrared by infrared: two independent per-modality memories,
+            as PCL) or ``"any"`` (the hardest sample of either modality, for both memories,
+            as the authors' ``CM_Hard``).
+        collaboration: ``True`` (Eqs. 3-4): every sample is classified against both
+            memories. ``False``: each sample only against the memory of its own modality
+            (then ``forward`` needs ``modality``); see :meth:`forward`.
         validate: check input *values* (labels in [0, C), modality in {0, 1}, finite
             features) with **one** host synchronisation per call and raise ``ValueError``.
             With ``validate=False`` nothing synchronises (fit for CUDA graphs / overlapped
@@ -166,7 +208,7 @@ class CrossModalPrototypeMemory(nn.Module):
 
     Methods: ``initialize(features (M, d), labels (M,), modality (M,))``,
     ``update(features (B, d), labels (B,), modality (B,))``,
-    ``forward(features (B, d), labels (B,)) -> scalar`` CPCL loss.
+    ``forward(features (B, d), labels (B,), modality (B,) | None) -> scalar`` CPCL loss.
 
     Distributed (``torch.distributed`` initialised): ``initialize`` all-reduces the
     per-identity sums and counts (so rank shards or full copies both work) and ``update``
@@ -189,6 +231,7 @@ class CrossModalPrototypeMemory(nn.Module):
         momentum: float = 0.2,
         temperature: float = 0.05,
         hard_selection: HardSelection = "cross_modal",
+        collaboration: bool = True,
         validate: bool = True,
     ) -> None:
         super().__init__()
@@ -200,15 +243,18 @@ class CrossModalPrototypeMemory(nn.Module):
             raise ValueError(f"momentum: expected a float in [0, 1), got {momentum!r}")
         if not temperature > 0:
             raise ValueError(f"temperature: expected a positive float, got {temperature!r}")
-        if hard_selection not in ("cross_modal", "any"):
+        if hard_selection not in HARD_SELECTIONS:
             raise ValueError(
-                f"hard_selection: expected 'cross_modal' or 'any', got {hard_selection!r}"
+                f"hard_selection: expected one of {HARD_SELECTIONS}, got {hard_selection!r}"
             )
+        if not isinstance(collaboration, bool):
+            raise ValueError(f"collaboration: expected a bool, got {collaboration!r}")
         self.num_identities = num_identities
         self.dim = dim
         self.momentum = float(momentum)
         self.temperature = float(temperature)
         self.hard_selection: HardSelection = hard_selection
+        self.collaboration = collaboration
         self.validate = bool(validate)
         self.is_initialized = False
         self._workspace: torch.Tensor | None = None
@@ -359,9 +405,11 @@ class CrossModalPrototypeMemory(nn.Module):
         the (global) batch, each memory row takes the candidate sample of y with the lowest
         cosine similarity to it (ties: the first in batch order) and becomes
         ``normalize(mu * row + (1 - mu) * sample)``. Candidates for ``visible`` are the
-        infrared samples and for ``infrared`` the visible samples (``"cross_modal"``), or all
-        samples (``"any"``). Identities absent from the batch, or without a candidate, keep
-        their row bit-for-bit. Each identity is updated once per call (as ``CM_Hard``).
+        infrared samples and for ``infrared`` the visible samples (``"cross_modal"``), the
+        visible samples for ``visible`` and the infrared ones for ``infrared``
+        (``"same_modality"``), or all samples (``"any"``). Identities absent from the batch,
+        or without a candidate, keep their row bit-for-bit. Each identity is updated once per
+        call (as ``CM_Hard``).
 
         Args:
             features: (B, d) floating (any dtype; autocast is ignored).
@@ -399,6 +447,9 @@ class CrossModalPrototypeMemory(nn.Module):
         if self.hard_selection == "cross_modal":
             # visible prototypes take infrared samples, infrared prototypes visible ones
             candidates = torch.cat([m == INFRARED, m == VISIBLE])
+        elif self.hard_selection == "same_modality":
+            # two independent memories: each takes only samples of its own modality
+            candidates = torch.cat([m == VISIBLE, m == INFRARED])
         if valid is not None:
             both = torch.cat([valid, valid])
             candidates = both if candidates is None else candidates & both
@@ -437,18 +488,38 @@ class CrossModalPrototypeMemory(nn.Module):
                 f"rows {rows}"
             )
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        modality: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """CPCL loss (Eqs. 3-4) of ``features`` (B, d) with ``labels`` (B,) -> scalar.
 
-        ``CE(cos(f, visible) / tau, y) + CE(cos(f, infrared) / tau, y)``, softmax over all C
-        identities, float32. The loss graph holds normalised *copies* of the prototypes,
+        ``collaboration=True`` (the paper): ``CE(cos(f, visible) / tau, y) +
+        CE(cos(f, infrared) / tau, y)``, softmax over all C identities, each CE averaged over
+        the batch; ``modality`` is optional (checked when given, otherwise unused).
+
+        ``collaboration=False``: sample i is compared only with the C prototypes of its own
+        modality ``modality[i]``: ``CE(cos(f_i, M^{m_i}) / tau, y_i)``. The CE is averaged
+        over the visible samples and over the infrared samples separately and the two means
+        are added (a modality absent from the batch adds 0), so a balanced batch gives a
+        loss of the same scale as ``collaboration=True``. ``modality`` is required.
+
+        Computed in float32. The loss graph holds normalised *copies* of the prototypes,
         never the buffers themselves, so :meth:`update` may run before or after
         ``loss.backward()``: the gradient always uses the prototypes as they were at
         ``forward`` time, and no autograd version-counter error is raised.
         """
-        f, y, _ = self._check_batch(features, labels, None)
+        if modality is None and not self.collaboration:
+            raise ValueError(
+                "modality: expected a (B,) tensor of VISIBLE/INFRARED codes (the memory has "
+                "collaboration=False, so each sample uses its own modality's prototypes), "
+                "got None"
+            )
+        f, y, m = self._check_batch(features, labels, modality)
         if self.validate:
-            self._check_values(None, y, None)
+            self._check_values(None, y, m)
         if not self.is_initialized and not torch.compiler.is_compiling():
             warnings.warn(
                 "CrossModalPrototypeMemory.forward called before initialize(): the "
@@ -456,7 +527,10 @@ class CrossModalPrototypeMemory(nn.Module):
                 UserWarning,
                 stacklevel=2,
             )
-        return _cpcl(f, y, self.visible, self.infrared, self.temperature)
+        if self.collaboration:
+            return _cpcl(f, y, self.visible, self.infrared, self.temperature)
+        assert m is not None
+        return _own_modality_loss(f, y, m, self.visible, self.infrared, self.temperature)
 
     # ------------------------------------------------------------------ plumbing
     def _apply(self, fn: Any, recurse: bool = True) -> CrossModalPrototypeMemory:
@@ -489,7 +563,8 @@ class CrossModalPrototypeMemory(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"num_identities={self.num_identities}, dim={self.dim}, momentum={self.momentum}, "
-            f"temperature={self.temperature}, hard_selection={self.hard_selection!r}"
+            f"temperature={self.temperature}, hard_selection={self.hard_selection!r}, "
+            f"collaboration={self.collaboration}"
         )
 
 

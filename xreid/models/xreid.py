@@ -14,6 +14,14 @@ Inference (``model.eval()``; ``model.embed`` or ``model(video)``) returns
 (TAP of the [CLS] tokens, D), its CLIP projection (TAP of the projected [CLS], d), and the
 multi-granularity feature O of Eq. 8 (D), each after its BNNeck — exactly the authors'
 2048-d paper-equivalent inference feature for ViT-B/16. CII is not used at inference.
+
+Ablation switches (the paper's Tables 3-5, Figs. 4-5): ``use_sii``/``use_lii`` (with both off
+the model has no MII at all, ``model.mii is None``, and the embedding is
+``cat(BN(sequence), BN(projected))``), ``sii_stride`` / ``lii_stride``, ``use_cii``,
+``use_memory`` (``False``: no CPC memory, ``model.memory is None``), ``hard_selection`` and
+``memory_collaboration`` (the memory's update and loss rules, Table 4). With CII on and no
+MII (Table 5, row 4) CII's query is the clip's sequence feature (TAP of the [CLS] tokens)
+and CMCL constrains that feature.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from xreid._validation import check_labels, check_tensor, shape_str
 from xreid.constants import INFRARED, VISIBLE
 from xreid.layers.cross_modal import CrossModalInteraction
 from xreid.layers.multi_granularity import MultiGranularityInteraction
-from xreid.memory.prototype_memory import CrossModalPrototypeMemory
+from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
 
@@ -44,8 +52,13 @@ class XReIDConfig:
         sii_depth: stacked SII blocks (paper 1, authors' code 2).
         lii_depth: stacked LII blocks.
         lii_stride: LII time stride S (paper 2; 0 pairs every frame with itself).
+        use_sii: build the SII branch (Eqs. 5-6); without it the MII feature is the LII mean.
+        sii_stride: time stride S >= 1 of the SII token shift (paper 1; Fig. 4 tries 1-4).
         use_lii: build the LII branch (Eq. 7); without it the MII feature is the SII mean.
-        use_cii: build CII + CMCL (Fig. 3d, Eq. 9).
+            With ``use_sii=False`` and ``use_lii=False`` no MII is built (``mii is None``).
+        use_cii: build CII + CMCL (Fig. 3d, Eq. 9). Without MII, CII's query is the clip's
+            sequence feature (TAP of the [CLS] tokens) and CMCL constrains that.
+        use_memory: build the CPC memory (``False``: ``memory is None``, no CPCL term).
         detach_mii: feed MII/CII a detached copy of the backbone tokens (authors' code), so
             the MII losses train only the heads.
         frame_logits: also return frame-level logits (authors' frame ID losses).
@@ -54,15 +67,21 @@ class XReIDConfig:
         drop_path: stochastic depth in the interaction blocks.
         memory_momentum: mu of Eq. 1 (paper 0.2, authors' code 0.1).
         memory_temperature: tau of the CPCL softmax (authors' code 0.05).
-        hard_selection: ``"cross_modal"`` (Eq. 2) or ``"any"`` (authors' code).
+        hard_selection: ``"cross_modal"`` (Eq. 2), ``"same_modality"`` (per-modality
+            memories, PCL) or ``"any"`` (authors' code).
+        memory_collaboration: ``True`` (Eqs. 3-4: every sample against both memories) or
+            ``False`` (each sample against its own modality's memory only).
     """
 
     num_heads: int | None = None
     sii_depth: int = 1
     lii_depth: int = 1
     lii_stride: int = 2
+    use_sii: bool = True
+    sii_stride: int = 1
     use_lii: bool = True
     use_cii: bool = True
+    use_memory: bool = True
     detach_mii: bool = False
     frame_logits: bool = False
     mlp_ratio: float = 4.0
@@ -70,7 +89,8 @@ class XReIDConfig:
     drop_path: float = 0.0
     memory_momentum: float = 0.2
     memory_temperature: float = 0.05
-    hard_selection: Literal["cross_modal", "any"] = "cross_modal"
+    hard_selection: Literal["cross_modal", "same_modality", "any"] = "cross_modal"
+    memory_collaboration: bool = True
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -104,11 +124,13 @@ class XReID(nn.Module):
         **options: the fields of :class:`XReIDConfig`.
 
     Submodules: ``backbone``, ``memory`` (:class:`~xreid.CPCMemory` over the (D+d)-d
-    clip feature ``cat(BN(sequence), BN(projected))``, as the authors' code), ``mii``,
-    ``cii`` (if ``use_cii``), BNNecks ``bn_sequence``, ``bn_projected``, ``bn_mii`` and
-    classifiers ``classifier_clip`` ((D+d) -> C) and ``classifier_mii`` (D -> C). With
-    ``frame_logits`` also ``bn_sequence_frame``, ``bn_projected_frame``, ``bn_mii_frame``
-    and ``classifier_clip_frame``; the MII frame logits share ``classifier_mii`` (authors).
+    clip feature ``cat(BN(sequence), BN(projected))``, as the authors' code; ``None`` with
+    ``use_memory=False``), ``mii`` (``None`` with ``use_sii=use_lii=False``), ``cii`` (if
+    ``use_cii``), BNNecks ``bn_sequence``, ``bn_projected``, ``bn_mii`` and classifiers
+    ``classifier_clip`` ((D+d) -> C) and ``classifier_mii`` (D -> C) (the last two only with
+    MII). With ``frame_logits`` also ``bn_sequence_frame``, ``bn_projected_frame``,
+    ``bn_mii_frame`` (with MII) and ``classifier_clip_frame``; the MII frame logits share
+    ``classifier_mii`` (authors).
     """
 
     def __init__(
@@ -126,9 +148,9 @@ class XReID(nn.Module):
             cfg = XReIDConfig(**options)
         except TypeError as exc:  # unknown keyword
             raise ValueError(f"XReID: {exc}") from None
-        if cfg.hard_selection not in ("cross_modal", "any"):
+        if cfg.hard_selection not in HARD_SELECTIONS:
             raise ValueError(
-                f"hard_selection: expected 'cross_modal' or 'any', got {cfg.hard_selection!r}"
+                f"hard_selection: expected one of {HARD_SELECTIONS}, got {cfg.hard_selection!r}"
             )
         dim = int(backbone.embed_dim)
         proj_dim = int(backbone.proj_dim)
@@ -146,23 +168,34 @@ class XReID(nn.Module):
         num_heads = cfg.num_heads or max(1, dim // 64)
 
         self.backbone = backbone
-        self.memory = CrossModalPrototypeMemory(
-            num_identities,
-            dim + proj_dim,
-            momentum=cfg.memory_momentum,
-            temperature=cfg.memory_temperature,
-            hard_selection=cfg.hard_selection,
+        self.memory = (
+            CrossModalPrototypeMemory(
+                num_identities,
+                dim + proj_dim,
+                momentum=cfg.memory_momentum,
+                temperature=cfg.memory_temperature,
+                hard_selection=cfg.hard_selection,
+                collaboration=cfg.memory_collaboration,
+            )
+            if cfg.use_memory
+            else None
         )
-        self.mii = MultiGranularityInteraction(
-            dim,
-            num_heads,
-            lii_stride=cfg.lii_stride,
-            sii_depth=cfg.sii_depth,
-            lii_depth=cfg.lii_depth,
-            use_lii=cfg.use_lii,
-            mlp_ratio=cfg.mlp_ratio,
-            fold_div=cfg.fold_div,
-            drop_path=cfg.drop_path,
+        self.mii = (
+            MultiGranularityInteraction(
+                dim,
+                num_heads,
+                lii_stride=cfg.lii_stride,
+                sii_depth=cfg.sii_depth,
+                lii_depth=cfg.lii_depth,
+                use_sii=cfg.use_sii,
+                sii_stride=cfg.sii_stride,
+                use_lii=cfg.use_lii,
+                mlp_ratio=cfg.mlp_ratio,
+                fold_div=cfg.fold_div,
+                drop_path=cfg.drop_path,
+            )
+            if cfg.use_sii or cfg.use_lii
+            else None
         )
         self.cii = (
             CrossModalInteraction(dim, num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=cfg.drop_path)
@@ -171,13 +204,15 @@ class XReID(nn.Module):
         )
         self.bn_sequence = BNNeck(dim)
         self.bn_projected = BNNeck(proj_dim)
-        self.bn_mii = BNNeck(dim)
         self.classifier_clip = IdentityClassifier(dim + proj_dim, num_identities)
-        self.classifier_mii = IdentityClassifier(dim, num_identities)
+        if self.mii is not None:
+            self.bn_mii = BNNeck(dim)
+            self.classifier_mii = IdentityClassifier(dim, num_identities)
         if cfg.frame_logits:
             self.bn_sequence_frame = BNNeck(dim)
             self.bn_projected_frame = BNNeck(proj_dim)
-            self.bn_mii_frame = BNNeck(dim)
+            if self.mii is not None:
+                self.bn_mii_frame = BNNeck(dim)
             self.classifier_clip_frame = IdentityClassifier(dim + proj_dim, num_identities)
 
     # ------------------------------------------------------------------ construction helpers
@@ -199,8 +234,8 @@ class XReID(nn.Module):
 
     @property
     def embedding_dim(self) -> int:
-        """E, the size of the inference embedding: D + d + D."""
-        return 2 * self.embed_dim + self.proj_dim
+        """E, the size of the inference embedding: D + d + D (D + d without MII)."""
+        return self.embed_dim + self.proj_dim + (self.embed_dim if self.mii is not None else 0)
 
     # ------------------------------------------------------------------------- validation
     def _check_video(self, video: object, name: str = "video") -> torch.Tensor:
@@ -224,19 +259,18 @@ class XReID(nn.Module):
     def embed(self, video: torch.Tensor, cameras: torch.Tensor | None = None) -> torch.Tensor:
         """Inference embedding (B, E) = cat(BN(sequence), BN(projected), BN(MII feature)).
 
-        Use in ``eval()`` mode (BatchNorm running statistics); the result for one clip does
-        not depend on the other clips of the batch.
+        Without MII (``use_sii=False`` and ``use_lii=False``) it is
+        ``cat(BN(sequence), BN(projected))``. Use in ``eval()`` mode (BatchNorm running
+        statistics); the result for one clip does not depend on the other clips of the batch.
         """
         video = self._check_video(video)
         self._check_cameras(cameras, video.shape[0])
         tokens, projected = self._encode(video, cameras)
         sequence = tokens[:, :, 0].mean(dim=1)
-        mii = self.mii(tokens)
-        return torch.cat(
-            [self.bn_sequence(sequence), self.bn_projected(projected.mean(dim=1)),
-             self.bn_mii(mii.feature)],
-            dim=1,
-        )
+        parts = [self.bn_sequence(sequence), self.bn_projected(projected.mean(dim=1))]
+        if self.mii is not None:
+            parts.append(self.bn_mii(self.mii(tokens).feature))
+        return torch.cat(parts, dim=1)
 
     def memory_features(
         self, video: torch.Tensor, cameras: torch.Tensor | None = None
@@ -288,31 +322,45 @@ class XReID(nn.Module):
         clip_feature = torch.cat([self.bn_sequence(sequence), self.bn_projected(projected_seq)], 1)
 
         mii_tokens = tokens.detach() if self.config.detach_mii else tokens
-        mii = self.mii(mii_tokens)
-        logits = (self.classifier_clip(clip_feature), self.classifier_mii(self.bn_mii(mii.feature)))
+        mii = self.mii(mii_tokens) if self.mii is not None else None
+        logits: tuple[torch.Tensor, ...] = (self.classifier_clip(clip_feature),)
+        triplet_features: tuple[torch.Tensor, ...] = (sequence, projected_seq)
+        if mii is not None:
+            logits += (self.classifier_mii(self.bn_mii(mii.feature)),)
+            triplet_features += (mii.feature,)
 
         frame_logits: tuple[torch.Tensor, ...] = ()
         if self.config.frame_logits:
             cls_f = cls.reshape(batch * frames, -1)
             proj_f = projected.reshape(batch * frames, -1)
-            short_f = mii.short.reshape(batch * frames, -1)
             frame_logits = (
                 self.classifier_clip_frame(
                     torch.cat([self.bn_sequence_frame(cls_f), self.bn_projected_frame(proj_f)], 1)
                 ),
-                self.classifier_mii(self.bn_mii_frame(short_f)),
             )
+            if mii is not None:
+                # per-frame MII output: SII's (authors' code), LII's when SII is off
+                per_frame = mii.short if mii.short is not None else mii.long
+                assert per_frame is not None
+                frame_logits += (
+                    self.classifier_mii(self.bn_mii_frame(per_frame.reshape(batch * frames, -1))),
+                )
 
         cmcl_pairs: tuple[tuple[torch.Tensor, torch.Tensor], ...] = ()
         extras: dict[str, torch.Tensor] = {}
         if self.cii is not None and pairs is not None:
-            cmcl_pairs, extras = self._cross_modal(mii, mii_tokens[:, :, 1:], *pairs)
+            # without MII, CII's query is the clip's sequence feature (TAP of the [CLS] tokens)
+            anchors = (
+                [("sequence", mii_tokens[:, :, 0].mean(dim=1))] if mii is None
+                else self._mii_anchors(mii)
+            )
+            cmcl_pairs, extras = self._cross_modal(anchors, mii_tokens[:, :, 1:], *pairs)
 
         return XReIDOutput(
             sequence=sequence,
             projected=projected_seq,
             memory_feature=clip_feature,
-            triplet_features=(sequence, projected_seq, mii.feature),
+            triplet_features=triplet_features,
             logits=logits,
             frame_logits=frame_logits,
             cmcl_pairs=cmcl_pairs,
@@ -393,22 +441,30 @@ class XReID(nn.Module):
             )
         return vis, ir
 
+    @staticmethod
+    def _mii_anchors(mii: Any) -> list[tuple[str, torch.Tensor]]:
+        """The (name, O-bar (B, D)) sequence feature of every MII branch that is on."""
+        branches = []
+        if mii.short is not None:
+            branches.append(("short", mii.short.mean(dim=1)))
+        if mii.long is not None:
+            branches.append(("long", mii.long.mean(dim=1)))
+        return branches
+
     def _cross_modal(
         self,
-        mii: Any,
+        branches: list[tuple[str, torch.Tensor]],
         patches: torch.Tensor,
         vis: torch.Tensor,
         ir: torch.Tensor,
     ) -> tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], dict[str, torch.Tensor]]:
-        """CII in both directions for the SII and LII branches, in one batched call.
+        """CII in both directions for every branch, in one batched call.
 
-        For a branch with sequence feature O-bar (B, D): the visible clips' O-bar queries the
-        paired infrared patches and vice versa; CMCL compares O-bar with the CII output.
+        For a branch with sequence feature O-bar (B, D) (an MII branch, or the clip's
+        sequence feature without MII): the visible clips' O-bar queries the paired infrared
+        patches and vice versa; CMCL compares O-bar with the CII output.
         """
         assert self.cii is not None
-        branches = [("short", mii.short.mean(dim=1))]
-        if mii.long is not None:
-            branches.append(("long", mii.long.mean(dim=1)))
         queries, keys, names = [], [], []
         for name, anchor in branches:
             queries += [anchor[vis], anchor[ir]]
@@ -423,7 +479,9 @@ class XReID(nn.Module):
         c = self.config
         return (
             f"num_identities={self.num_identities}, embedding_dim={self.embedding_dim}, "
-            f"sii_depth={c.sii_depth}, use_lii={c.use_lii}, lii_stride={c.lii_stride}, "
-            f"use_cii={c.use_cii}, detach_mii={c.detach_mii}, frame_logits={c.frame_logits}"
+            f"use_sii={c.use_sii}, sii_stride={c.sii_stride}, sii_depth={c.sii_depth}, "
+            f"use_lii={c.use_lii}, lii_stride={c.lii_stride}, use_cii={c.use_cii}, "
+            f"use_memory={c.use_memory}, detach_mii={c.detach_mii}, "
+            f"frame_logits={c.frame_logits}"
         )
 
