@@ -48,8 +48,9 @@ __all__ = [
 def similarity(
     a: torch.Tensor, b: torch.Tensor, *, scale: float = 1.0, normalize: bool = False
 ) -> torch.Tensor:
-    """(N, d), (M, d) -> (N, M) ``scale * <a, b>`` in float32 (optionally cosine)."""
-    a, b = a.float(), b.float()
+    """(N, d), (M, d) -> (N, M) ``scale * <a, b>`` in float32 or wider (optionally cosine)."""
+    dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
+    a, b = a.to(dtype), b.to(dtype)
     if normalize:
         a, b = F.normalize(a, dim=-1), F.normalize(b, dim=-1)
     return scale * (a @ b.t())
@@ -75,7 +76,7 @@ def supervised_contrastive_loss(
     scale: float = 1.0,
     normalize: bool = False,
 ) -> torch.Tensor:
-    """The supervised contrastive loss of the module docstring -> scalar (float32).
+    """The supervised contrastive loss of the module docstring -> scalar (float32 or wider).
 
     Args:
         queries: (N, d); keys: (M, d); query_labels: (N,); key_labels: (M,) integer classes.
