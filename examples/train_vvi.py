@@ -45,6 +45,15 @@ HELP = {
     "amp": "mixed precision: none | bf16 | fp16",
     "compile": "torch.compile the backbone and MII",
     "output_dir": "where metrics.json, plots, log.jsonl and checkpoint.pt go",
+    # textual prompts (Table 4; docs/textual-prompts.md)
+    "text_prompts": "CLIP-ReID's two stages with per-identity, per-modality text prompts",
+    "text_weights": "CLIP checkpoint with the text tower (default: --weights)",
+    "prompt_stage1_epochs": "stage-1 (prompt learning) epochs; CLIP-ReID: 120",
+    "prompt_stage1_lr": "stage-1 Adam LR (warm-up 5 epochs from 1e-5, cosine); CLIP-ReID: 3.5e-4",
+    "prompt_stage1_batch_size": "stage-1 batch of cached clip features; CLIP-ReID: 64",
+    "prompt_stage1_i2t": "stage-1 image-to-text candidates: batch (CLIP-ReID) | all",
+    "prompt_similarity": "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)",
+    "prompt_i2t_weight": "weight of the stage-2 image-to-text cross-entropy",
 }
 
 

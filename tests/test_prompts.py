@@ -381,3 +381,18 @@ def test_load_text_tower_errors(clip_files):
     text, scale = extract_text_state({"text." + k: v for k, v in state.items()
                                       if not k.startswith("visual.")})
     assert "token_embedding.weight" in text and scale is not None
+
+
+@pytest.mark.slow
+def test_vit_b16_text_tower_from_open_clips_model(no_network):
+    """Full size: open_clip's ViT-B-16-quickgelu (random init) -> OpenAI-named state dict ->
+    our loader infers W 512, 12 layers, 8 heads and reproduces encode_text."""
+    model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval()
+    tower, scale = load_text_tower(model.state_dict())
+    assert TextTowerConfig.from_state_dict(extract_text_state(model.state_dict())[0]) == \
+        TextTowerConfig.vit_b16()
+    assert tower.transformer.resblocks[0].attn.num_heads == 8
+    assert scale == pytest.approx(1 / 0.07, rel=1e-5)
+    tokens = open_clip.get_tokenizer("ViT-B-16")([DEFAULT_TEMPLATE, "a person walking"])
+    with torch.no_grad():
+        torch.testing.assert_close(tower(tokens), model.encode_text(tokens), rtol=0, atol=1e-5)
