@@ -168,7 +168,8 @@ def test_stage1_every_prompt_and_cosine_options(tmp_path):
 
 def test_forward_hook_records_the_modality(tmp_path):
     trainer = Trainer(tiny_config(tmp_path))
-    batch = next(iter(trainer._epoch_batches(0)))
+    loader = torch.utils.data.DataLoader(trainer.train_dataset, batch_sampler=trainer.sampler)
+    batch = next(iter(loader))
     trainer.core.train()
     out = trainer.core(batch["video"], batch["modality"], batch["camera"], batch["label"])
     assert torch.equal(out.extras["modality"], batch["modality"])
