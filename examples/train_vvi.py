@@ -52,6 +52,15 @@ HELP = {
     "use_memory": "CPC prototype memories and the CPCL loss (Table 4)",
     "hard_selection": "memory update: cross_modal | same_modality | any (Table 4)",
     "memory_collaboration": "CPCL against both memories (else own modality only; Table 4)",
+    # textual prompts (Table 4; docs/textual-prompts.md)
+    "text_prompts": "CLIP-ReID's two stages with per-identity, per-modality text prompts",
+    "text_weights": "CLIP checkpoint with the text tower (default: --weights)",
+    "prompt_stage1_epochs": "stage-1 (prompt learning) epochs; CLIP-ReID: 120",
+    "prompt_stage1_lr": "stage-1 Adam LR (warm-up 5 epochs from 1e-5, cosine); CLIP-ReID: 3.5e-4",
+    "prompt_stage1_batch_size": "stage-1 batch of cached clip features; CLIP-ReID: 64",
+    "prompt_stage1_i2t": "stage-1 image-to-text candidates: batch (CLIP-ReID) | all",
+    "prompt_similarity": "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)",
+    "prompt_i2t_weight": "weight of the stage-2 image-to-text cross-entropy",
 }
 
 

@@ -29,7 +29,8 @@ C = 4  # identities
 def test_every_paper_row_and_point_is_registered():
     expected = (
         ["tab3/baseline", "tab3/cpc", "tab3/mii"]
-        + ["tab4/vanilla", "tab4/visual-memories", "tab4/cross-modal-update",
+        + ["tab4/vanilla", "tab4/textual-prompts", "tab4/visual-memories",
+           "tab4/cross-modal-update",
            "tab4/cross-modal-collaboration", "tab4/cpc"]
         + [f"tab5/{i}" for i in range(1, 9)]
         + [f"fig4/s{s}" for s in range(1, 5)]

@@ -9,7 +9,9 @@ Usage::
 Input: OpenAI's TorchScript ``ViT-B-16.pt`` (read with ``torch.jit.load(...).state_dict()``
 only, so use a file you trust), an open_clip / timm / xreid state dict (``.pt/.pth/.bin``, read
 with ``torch.load(weights_only=True)``) or a safetensors file. Only the visual tower is kept,
-in float32 (plus ``camera_embed`` from an xreid backbone checkpoint).
+in float32 (plus ``camera_embed`` from an xreid backbone checkpoint), unless ``--keep-text``
+(``openclip`` format only) also keeps CLIP's text tower and ``logit_scale`` under their
+OpenAI names, as the textual-prompts variant needs (``xreid.prompts.load_text_tower``).
 
 Output formats:
 
@@ -43,6 +45,7 @@ def convert_checkpoint(
     *,
     img_size: tuple[int, int] | None = None,
     fmt: str = "timm",
+    keep_text: bool = False,
 ) -> dict[str, str]:
     """Convert ``src`` to a float32 safetensors file ``dst``; returns the written metadata.
 
@@ -62,7 +65,17 @@ def convert_checkpoint(
 
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
+    if keep_text and fmt != "openclip":
+        raise ValueError("keep_text: the text tower is stored with OpenAI / open_clip names, "
+                         f"so it needs fmt='openclip' (--format openclip), got fmt={fmt!r}")
     raw, meta = read_checkpoint(src)
+    text: dict[str, torch.Tensor] = {}
+    if keep_text:
+        from xreid.prompts.text_tower import extract_text_state
+
+        text, _ = extract_text_state(raw)
+        if "logit_scale" in raw:
+            text["logit_scale"] = raw["logit_scale"]
     state, src_fmt = to_canonical(raw)
     if "head.bias" in state:
         check_zero_head_bias(state.pop("head.bias"))
@@ -97,6 +110,7 @@ def convert_checkpoint(
             out["head.bias"] = torch.zeros(out["head.weight"].shape[0])
     else:
         out = canonical_to_openai(out, prefix="visual.")
+        out.update({k: v.detach().to(torch.float32) for k, v in text.items()})
         out = {k: v.contiguous() for k, v in out.items()}
     metadata = {
         "format": fmt,
@@ -104,6 +118,8 @@ def convert_checkpoint(
         "patch_size": f"{ph},{pw}",
         "producer": "xreid.convert",
     }
+    if keep_text:
+        metadata["text_tower"] = "kept"
     if grid is not None:
         metadata["grid_size"] = f"{grid[0]},{grid[1]}"
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
@@ -127,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, default="timm",
         help="key names of the output (default: timm)",
     )
+    p.add_argument(
+        "--keep-text", action="store_true",
+        help="also keep CLIP's text tower (needs --format openclip; for --text-prompts)",
+    )
     return p
 
 
@@ -139,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.output,
             img_size=tuple(args.img_size) if args.img_size else None,
             fmt=args.format,
+            keep_text=args.keep_text,
         )
     except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
         print(f"xreid-convert: error: {e}", file=sys.stderr)

@@ -155,6 +155,16 @@ class TrainConfig:
     classifier_lr_factor: float = 10.0
     head_lr_factor: float = 1.0  # MII / CII parameters
     max_grad_norm: float | None = None
+    # textual prompts (Table 4 "Textual Prompts"; CLIP-ReID's two stages, see
+    # xreid.engine.prompt_stages): stage 1 learns the prompts, then `epochs` of stage 2
+    text_prompts: bool = False
+    text_weights: str | None = None  # CLIP checkpoint with the text tower (None: `weights`)
+    prompt_stage1_epochs: int = 120  # CLIP-ReID: 120
+    prompt_stage1_lr: float = 3.5e-4  # CLIP-ReID: Adam 3.5e-4, warm-up 5 epochs from 1e-5
+    prompt_stage1_batch_size: int = 64  # CLIP-ReID: 64
+    prompt_stage1_i2t: str = "batch"  # batch (CLIP-ReID) | all (every prompt)
+    prompt_similarity: str = "dot"  # dot (CLIP-ReID) | cosine (x CLIP's logit scale)
+    prompt_i2t_weight: float = 1.0  # stage-2 image-to-text CE (CLIP-ReID: 1.0)
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op CPU threads (None: torch's default)
@@ -264,6 +274,22 @@ class TrainConfig:
             raise ValueError(f"lr: expected > 0, got {self.lr}")
         if not 0 <= self.warmup_epochs:
             raise ValueError(f"warmup_epochs: expected >= 0, got {self.warmup_epochs}")
+        # textual prompts (xreid.engine.prompt_stages)
+        for key, allowed in (("prompt_stage1_i2t", ("batch", "all")),
+                             ("prompt_similarity", ("dot", "cosine"))):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key}: expected one of {list(allowed)}, got "
+                                 f"{getattr(self, key)!r}")
+        if int(self.prompt_stage1_epochs) < 0:
+            raise ValueError("prompt_stage1_epochs: expected an integer >= 0, got "
+                             f"{self.prompt_stage1_epochs}")
+        if int(self.prompt_stage1_batch_size) < 1:
+            raise ValueError("prompt_stage1_batch_size: expected a positive integer, got "
+                             f"{self.prompt_stage1_batch_size}")
+        if not self.prompt_stage1_lr > 0:
+            raise ValueError(f"prompt_stage1_lr: expected > 0, got {self.prompt_stage1_lr}")
+        if not self.prompt_i2t_weight >= 0:
+            raise ValueError(f"prompt_i2t_weight: expected >= 0, got {self.prompt_i2t_weight}")
 
     def validate_ablation(self) -> None:
         """Check the ablation switches (``ValueError`` naming the option)."""

@@ -232,6 +232,12 @@ class Trainer:
         if cfg.label_smoothing:
             self.loss_fn.label_smoothing = cfg.label_smoothing
         self.loss_fn.weights.update(cfg.loss_overrides())
+        self.prompt_stages = None  # textual prompts (Table 4): xreid.engine.prompt_stages
+        if cfg.text_prompts:
+            from xreid.engine.prompt_stages import PromptStages
+
+            self.prompt_stages = PromptStages(self, log=self._log)
+            self.loss_fn = self.prompt_stages.wrap_loss(self.loss_fn)
         self.optimizer = build_optimizer(
             self.core, lr=cfg.lr, weight_decay=cfg.weight_decay,
             bias_lr_factor=cfg.bias_lr_factor, classifier_lr_factor=cfg.classifier_lr_factor,
@@ -413,6 +419,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "rng": capture_rng_state(),
             "world_size": self.world_size,
+            **({"prompts": self.prompt_stages.state_dict()} if self.prompt_stages else {}),
         }
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path | None:
@@ -433,6 +440,8 @@ class Trainer:
                 f"unexpected keys {unexpected[:10]} (check --backbone/--preset/--img-size)"
             )
         self.memory_initialized = bool(state.get("memory_initialized", True))
+        if self.prompt_stages is not None:
+            self.prompt_stages.load_state_dict(state.get("prompts"))
         if not resume:
             return
         self.optimizer.load_state_dict(state["optimizer"])
@@ -470,6 +479,8 @@ class Trainer:
             cfg.save(self.output_dir / "config.json")
         if cfg.eval_before and self.epoch == 0 and "before" not in self.results:
             self.evaluate("before")
+        if self.prompt_stages is not None:  # stage 1 (once), then frozen prompt features
+            self.prompt_stages.prepare_stage2()
         while self.epoch < cfg.epochs:
             epoch = self.epoch
             needs_memory = self.core.memory is not None

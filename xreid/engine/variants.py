@@ -23,9 +23,8 @@ replaced by the cross-modal rule in ``tab4/cpc``). The switches (all plain confi
 
 How the paper's rows map (HITSZ-VCM numbers of the paper in :attr:`Variant.paper`):
 Table 3's "Baseline" (PCL) is Table 4's "Visual Memories"; "+ CPC" is Table 4's "CPC" and
-Table 5's row 1; "+ MII" is Table 5's row 8, the full model. ``tab4/textual-prompts`` (the
-CLIP-ReID-style textual prompts row) is provided separately: it becomes available once
-registered with :func:`register_variant`, and :data:`STUDIES` already lists it.
+Table 5's row 1; "+ MII" is Table 5's row 8, the full model. ``tab4/textual-prompts`` is
+"Vanilla" plus CLIP-ReID's two-stage textual prompts (:mod:`xreid.engine.prompt_stages`).
 """
 
 from __future__ import annotations
@@ -79,7 +78,7 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "tab3": ("tab3/baseline", "tab3/cpc", "tab3/mii"),
     "tab4": (
         "tab4/vanilla",
-        "tab4/textual-prompts",  # registered separately (see register_variant)
+        "tab4/textual-prompts",
         "tab4/visual-memories",
         "tab4/cross-modal-update",
         "tab4/cross-modal-collaboration",
@@ -90,8 +89,7 @@ STUDIES: dict[str, tuple[str, ...]] = {
     "fig5": tuple(f"fig5/s{s}" for s in range(0, 5)),
 }
 """The variants of each study, in the paper's row (or x-axis) order. A listed name that is
-not registered (``tab4/textual-prompts`` until its provider registers it) is skipped by
-:func:`study_variants`."""
+not registered (e.g. after :func:`unregister_variant`) is skipped by :func:`study_variants`."""
 
 
 def register_variant(variant: Variant, *, replace: bool = False) -> Variant:
@@ -169,6 +167,10 @@ _add("tab3/mii", "+ MII: the full model (CPC + SII + LII + CII)", dict(_FULL),
 
 _add("tab4/vanilla", "fine-tuning only: no memory, no MII/CII (ID + triplet losses)",
      {"use_memory": False, **_NO_MII}, label="Vanilla", paper=(53.9, 44.0, 55.9, 42.0))
+_add("tab4/textual-prompts", "CLIP-ReID-style textual prompts (two stages; "
+     "docs/textual-prompts.md), no memory, no MII/CII",
+     {"text_prompts": True, "use_memory": False, **_NO_MII}, label="Textual Prompts",
+     paper=(54.5, 40.0, 56.9, 41.4))
 _add("tab4/visual-memories", "same-modality update, own-modality loss (= tab3/baseline)",
      {**_memory("same_modality", False), **_NO_MII}, label="Visual Memories",
      paper=(64.4, 51.3, 67.0, 53.7))
