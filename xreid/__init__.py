@@ -40,6 +40,9 @@ _LAZY: dict[str, str] = {
     "FrameTokens": "xreid.backbones",
     "XReID": "xreid.models.xreid",
     "XReIDOutput": "xreid.models.output",
+    "load_model": "xreid.inference.loading",
+    "LoadedModel": "xreid.inference.loading",
+    "Preprocessing": "xreid.inference.loading",
 }
 
 __all__ = ["INFRARED", "VISIBLE", "__version__", *sorted(_LAZY)]
@@ -65,6 +68,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from xreid.layers.long_term import LII, LongTermInteraction
     from xreid.layers.multi_granularity import MII, MIIOutput, MultiGranularityInteraction
     from xreid.layers.short_term import SII, ShortTermInteraction
+    from xreid.inference.loading import LoadedModel, Preprocessing, load_model
     from xreid.layers.temporal_shift import temporal_shift
     from xreid.losses.cmcl import CMCL, CrossModalConstraintLoss
     from xreid.losses.cpcl import CPCL, PrototypeCollaborationLoss
