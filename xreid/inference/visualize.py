@@ -99,7 +99,8 @@ def draw_ranked_results(
     caption = max(14, h // 6)
     gap, cell_w = 12, w + 2 * border + 4
     row_h = caption + h + 2 * border + caption + 6
-    width = strip * w + 2 * border + gap * 2 + k * cell_w + 4
+    sw = strip * (w + 2) - 2  # query strip width (2-pixel gaps between frames)
+    width = sw + 2 * border + gap * 2 + k * cell_w + 4
     canvas = Image.new("RGB", (width, Q * row_h + 4), "white")
     draw = ImageDraw.Draw(canvas)
     for qi in range(Q):
@@ -107,11 +108,12 @@ def draw_ranked_results(
         title = query_titles[qi] if query_titles is not None else f"query {qi}"
         draw.text((2, y0), title, fill="black", font=font)
         y = y0 + caption
-        draw.rectangle([0, y, strip * w + 2 * border - 1, y + h + 2 * border - 1],
+        draw.rectangle([0, y, sw + 2 * border - 1, y + h + 2 * border - 1],
                        fill=(30, 90, 200))
         for fi, frame in enumerate(_frame_list(query_frames[qi])):
-            canvas.paste(Image.fromarray(frame).resize((w, h)), (border + fi * w, y + border))
-        x0 = strip * w + 2 * border + gap * 2
+            canvas.paste(Image.fromarray(frame).resize((w, h)),
+                         (border + fi * (w + 2), y + border))
+        x0 = sw + 2 * border + gap * 2
         draw.line([x0 - gap, y0, x0 - gap, y0 + row_h - 4], fill=(200, 200, 200), width=2)
         for r in range(k):
             g = int(ranks[qi, r])
