@@ -63,12 +63,12 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from xreid.backbones import FrameTokens, build_backbone
+    from xreid.inference.loading import LoadedModel, Preprocessing, load_model
     from xreid.layers.attention import SingleQueryAttention, SingleQueryBlock
     from xreid.layers.cross_modal import CII, CrossModalInteraction
     from xreid.layers.long_term import LII, LongTermInteraction
     from xreid.layers.multi_granularity import MII, MIIOutput, MultiGranularityInteraction
     from xreid.layers.short_term import SII, ShortTermInteraction
-    from xreid.inference.loading import LoadedModel, Preprocessing, load_model
     from xreid.layers.temporal_shift import temporal_shift
     from xreid.losses.cmcl import CMCL, CrossModalConstraintLoss
     from xreid.losses.cpcl import CPCL, PrototypeCollaborationLoss
