@@ -11,6 +11,7 @@ Loading uses ``torch.load(..., weights_only=True)``: nothing in the file is exec
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # foreign pickle, corrupt zip, non-tensor objects
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
         raise _not_a_checkpoint(path, f"cannot be read with weights_only=True: {first}") \
             from exc
     if not isinstance(state, dict):
