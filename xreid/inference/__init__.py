@@ -27,6 +27,7 @@ from xreid.inference.loading import (
     load_model,
     read_training_checkpoint,
 )
+from xreid.inference.reader_pictures import reader_features, save_ranked_results, save_tsne
 from xreid.inference.search import SearchResult, exact_search, faiss_search, search
 from xreid.inference.visualize import (
     average_precisions,
@@ -54,7 +55,10 @@ __all__ = [
     "load_model",
     "plot_tsne",
     "read_training_checkpoint",
+    "reader_features",
     "save_embeddings",
+    "save_ranked_results",
+    "save_tsne",
     "search",
     "tracklet_thumbnails",
 ]
