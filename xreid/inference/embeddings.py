@@ -10,6 +10,7 @@ File format (``format`` = ``xreid-embeddings-v1`` in the safetensors metadata):
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ def embed_tracklets(
     kept: list[int] = []
     model.eval()
     autocast = (torch.autocast(device_type=dev.type, dtype=autocast_dtype)
-                if autocast_dtype is not None else _null())
+                if autocast_dtype is not None else contextlib.nullcontext())
     with torch.inference_mode(), autocast:
         for batch in loader:
             for index, message in batch["errors"]:
@@ -219,9 +220,3 @@ def embed_tracklets(
         [t.source for t in chosen],
         {"checkpoint": str(loaded.path), "preprocessing": pre.to_dict()},
     )
-
-
-def _null() -> Any:
-    import contextlib
-
-    return contextlib.nullcontext()

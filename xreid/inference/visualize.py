@@ -34,6 +34,9 @@ def tracklet_thumbnails(source: str, count: int, size: tuple[int, int]) -> list[
     )
     from xreid.data.sampling import sample_frame_indices
 
+    if not source:
+        raise FileNotFoundError("source: the embeddings file records no frame folder or video "
+                                "for this tracklet (needed for pictures)")
     path = Path(source)
     if path.is_dir():
         frames = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS),
