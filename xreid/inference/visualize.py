@@ -184,7 +184,11 @@ def plot_tsne(embeddings: torch.Tensor | np.ndarray, pids: Sequence[int] | np.nd
     ax.set_title(f"{title} ({len(ids)} identities, {len(x)} tracklets)")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.legend(loc="best")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker=m, linestyle="", color="0.55", markeredgecolor="black",
+                      label=lab) for m, lab in (("o", "visible"), ("^", "infrared"))]
+    ax.legend(handles=handles, loc="best", title="colour = identity")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
