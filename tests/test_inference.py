@@ -471,3 +471,16 @@ def test_natural_key_orders_frame_numbers_numerically(numbers):
 
     names = [f"frame{n}.png" for n in numbers]
     assert sorted(names, key=natural_key) == [f"frame{n}.png" for n in sorted(numbers)]
+
+
+def test_load_model_rejects_weights_that_do_not_fit_the_config(env, tmp_path):
+    state = torch.load(env["ckpt"], weights_only=True)
+    state["num_identities"] = NUM_IDS + 3  # classifier shape no longer matches
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="does not match the model"):
+        load_model(tmp_path / "bad.pt", device="cpu")
+    del state["model"]["classifier_mii.weight"]
+    state["num_identities"] = NUM_IDS
+    torch.save(state, tmp_path / "bad2.pt")
+    with pytest.raises(ValueError, match="missing keys"):
+        load_model(tmp_path / "bad2.pt", device="cpu")

@@ -76,6 +76,9 @@ def _metrics_line(q: Any, g: Any, remove_same_camera: bool) -> str | None:
 
     if not (q.labelled and g.labelled):
         return None
+    if len(q) * len(g) > 2 * 10**8:
+        return (f"metrics skipped: {len(q)} x {len(g)} distances do not fit the in-memory "
+                "evaluation; use xreid.metrics.evaluate_ranking on chunks")
     rsc = remove_same_camera and q.has_cameras and g.has_cameras
     dist = compute_distance(q.embeddings, g.embeddings, "euclidean", normalize=True)
     with warnings.catch_warnings():
@@ -112,7 +115,10 @@ def cmd_search(ns: argparse.Namespace) -> int:
         import csv
 
         with open(out, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            fields = ["query", "rank", "gallery", "distance"]
+            if q.labelled and g.labelled:
+                fields.append("match")
+            writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
     else:

@@ -157,7 +157,12 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     num_ids = int(state.get("num_identities", inferred[0]))
     num_cams = int(state.get("num_cameras", inferred[1]))
     model = build_model(cfg, num_ids, num_cams)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = " ".join(str(exc).split())[:300]
+        raise ValueError(f"checkpoint: {path} does not match the model its config describes: "
+                         f"{detail}") from exc
     if missing or unexpected:
         raise ValueError(
             f"checkpoint: {path} does not match the model its config describes; missing keys "
