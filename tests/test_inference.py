@@ -420,12 +420,7 @@ def test_skip_bad_warning_is_not_silent(tmp_path):
 
 
 # ------------------------------------------------------------------- training on a folder
-@pytest.mark.slow
-def test_train_on_a_labelled_folder(tmp_path):
-    from xreid.data import FolderVVI
-    from xreid.engine import Trainer
-
-    root = tmp_path / "own"
+def _write_labelled(root: Path) -> Path:
     root.mkdir()
     rows = ["tracklet,pid,camera,modality,split"]
     for pid in range(NUM_IDS + 2):
@@ -437,10 +432,38 @@ def test_train_on_a_labelled_folder(tmp_path):
                 Image.fromarray(_frame(pid % 4, mod, k)).save(root / name / f"{k}.png")
             rows.append(f"{name},{pid},{mod},{mname},{split}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_folder_reader_splits_and_errors(tmp_path):
+    from xreid.data import FolderVVI
+
+    root = _write_labelled(tmp_path / "own")
     reader = FolderVVI(root)
     assert reader.num_train_identities == NUM_IDS and reader.num_cameras == 2
-    assert [t.modality for t in reader.query("i2v")] == [1, 1]
-    assert [t.modality for t in reader.gallery("i2v")] == [0, 0]
+    assert sorted(t.label for t in reader.train) == [i for i in range(NUM_IDS) for _ in "vi"]
+    assert [(t.pid, t.modality) for t in reader.query("i2v")] == [(4, 1), (5, 1)]
+    assert [(t.pid, t.modality) for t in reader.gallery("i2v")] == [(4, 0), (5, 0)]
+    assert [(t.pid, t.modality) for t in reader.query("v2i")] == [(4, 0), (5, 0)]
+    text = (root / "labels.csv").read_text()
+    (root / "labels.csv").write_text(text.replace("id0_infrared,0,1,infrared,train\n", ""))
+    with pytest.raises(DataError, match="pid 0 has no infrared"):
+        FolderVVI(root)
+    (root / "labels.csv").write_text(text.replace("id1_visible,1,0,", "id1_visible,1,,"))
+    with pytest.raises(DataError, match="needs a pid and a camera"):
+        FolderVVI(root)
+    (root / "labels.csv").write_text(text)
+    cfg = TrainConfig.from_preset("demo", dataset="folder", root=str(root))
+    from xreid.engine.trainer import build_reader
+
+    assert isinstance(build_reader(cfg), FolderVVI)
+
+
+@pytest.mark.slow
+def test_train_on_a_labelled_folder(tmp_path):
+    from xreid.engine import Trainer
+
+    root = _write_labelled(tmp_path / "own")
     cfg = TrainConfig.from_preset(
         "demo", dataset="folder", root=str(root), output_dir=str(tmp_path / "run"),
         embed_dim=32, depth=1, num_heads=2, num_frames=2, img_size=(32, 16), ids_per_batch=2,

@@ -218,12 +218,14 @@ class TrackletFolder:
             labels of missing tracklets instead of raising :class:`xreid.data.DataError`.
         probe_videos: open every video once while indexing, so an unreadable file is reported
             here rather than when it is embedded.
+        labelled_only: index only the tracklets listed in ``labels.csv``.
 
     ``len(folder)``, ``folder[i]`` (a :class:`FolderTracklet`), ``folder.tracklets``.
     """
 
     def __init__(self, root: str | Path, modality: str | int | None = None, *,
-                 skip_bad: bool = False, probe_videos: bool = True) -> None:
+                 skip_bad: bool = False, probe_videos: bool = True,
+                 labelled_only: bool = False) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             kind = "is not a folder" if self.root.exists() else "does not exist"
@@ -234,6 +236,8 @@ class TrackletFolder:
         entries: list[FolderTracklet] = []
         for child in sorted(self.root.iterdir(), key=lambda p: natural_key(p.name)):
             if child.name.startswith(".") or child.name == "labels.csv":
+                continue
+            if labelled_only and (child.stem if child.is_file() else child.name) not in labels:
                 continue
             if child.is_dir():
                 frames = sorted((p for p in child.iterdir()
@@ -395,14 +399,15 @@ class FolderVVI(VVIDataset):
     tracklet used. ``split``: ``train`` (training; every training pid needs both modalities),
     ``test`` (query *and* gallery: infrared ones are the I2V queries and the V2I gallery,
     visible ones the V2I queries and the I2V gallery), or ``query`` / ``gallery`` to fix the
-    role (the modality still decides the direction). Tracklets without a split are ignored.
+    role (the modality still decides the direction). Tracklets without a split, or not listed,
+    are ignored.
     Video files cannot be trained on: extract their frames into folders first.
     """
 
     name: ClassVar[str] = "folder"
 
     def __init__(self, root: str | Path) -> None:
-        folder = TrackletFolder(root, probe_videos=False)
+        folder = TrackletFolder(root, probe_videos=False, labelled_only=True)
         used = [t for t in folder.tracklets if t.split]
         for t in used:
             if t.kind != "frames":
