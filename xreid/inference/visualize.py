@@ -170,7 +170,14 @@ def plot_tsne(embeddings: torch.Tensor | np.ndarray, pids: Sequence[int] | np.nd
     x = torch.nn.functional.normalize(x, dim=1).numpy()
     pids_a, mods = np.asarray(pids), np.asarray(modalities)
     perplexity = min(perplexity, max(1.0, (len(x) - 1) / 3))
-    xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    tsne = TSNE(2, perplexity=perplexity, init="pca", random_state=seed)
+    if len(x) <= 5000:  # small problems: extra OpenMP threads only add spinning overhead
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            xy = tsne.fit_transform(x)
+    else:
+        xy = tsne.fit_transform(x)
     ids = sorted(set(pids_a.tolist()) - {-1})
     cmap = plt.get_cmap("tab20" if len(ids) <= 20 else "hsv", max(len(ids), 1))
     colors = {pid: cmap(i) for i, pid in enumerate(ids)}
