@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import sys
 import types
@@ -80,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
     p.add_argument("--checkpoint", metavar="PATH", help="weights for --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--visualize", type=int, default=0, metavar="N",
+                   help="after evaluation, write ranked-results pictures of the N lowest-AP "
+                        "queries of each direction (ranked_i2v.png, ranked_v2i.png)")
+    p.add_argument("--tsne", action=argparse.BooleanOptionalAction, default=None,
+                   help="t-SNE of the test embeddings before and after training "
+                        "(tsne_before.png, tsne_after.png; needs scikit-learn; default: on "
+                        "for the synthetic dataset)")
     group = p.add_argument_group("configuration (defaults come from the preset)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("preset", "extra"):
@@ -204,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = make_config(ns)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = Trainer(cfg, callbacks)
+    want_tsne = ns.tsne if ns.tsne is not None else cfg.dataset == "synthetic"
+    want_tsne = want_tsne and importlib.util.find_spec("sklearn") is not None
+    if want_tsne or ns.visualize > 0:
+        from xreid.inference import save_ranked_results, save_tsne
     try:
         out = Path(cfg.output_dir)
         if ns.eval_only:
@@ -219,7 +231,19 @@ def main(argv: list[str] | None = None) -> int:
             if ns.resume:
                 trainer.load_checkpoint(ns.resume, resume=True)
                 callbacks.on_message(trainer, f"resumed from {ns.resume} at epoch {trainer.epoch}")
+            if want_tsne and trainer.epoch == 0 and trainer.is_main:
+                save_tsne(trainer.core, trainer.reader, cfg, out / "tsne_before.png",
+                          title="t-SNE before training")
             metrics = trainer.fit()
+        if trainer.is_main and want_tsne:
+            save_tsne(trainer.core, trainer.reader, cfg, out / "tsne_after.png",
+                      title="t-SNE after training" if not ns.eval_only else "t-SNE")
+        if trainer.is_main and ns.visualize > 0:
+            for direction in ("i2v", "v2i"):
+                path = save_ranked_results(trainer.core, trainer.reader, cfg,
+                                           out / f"ranked_{direction}.png",
+                                           num_queries=ns.visualize, direction=direction)
+                callbacks.on_message(trainer, f"wrote {path}")
         if trainer.is_main:
             from xreid.metrics import plot_cmc
 

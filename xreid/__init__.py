@@ -40,6 +40,9 @@ _LAZY: dict[str, str] = {
     "FrameTokens": "xreid.backbones",
     "XReID": "xreid.models.xreid",
     "XReIDOutput": "xreid.models.output",
+    "load_model": "xreid.inference.loading",
+    "LoadedModel": "xreid.inference.loading",
+    "Preprocessing": "xreid.inference.loading",
 }
 
 __all__ = ["INFRARED", "VISIBLE", "__version__", *sorted(_LAZY)]
@@ -60,6 +63,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from xreid.backbones import FrameTokens, build_backbone
+    from xreid.inference.loading import LoadedModel, Preprocessing, load_model
     from xreid.layers.attention import SingleQueryAttention, SingleQueryBlock
     from xreid.layers.cross_modal import CII, CrossModalInteraction
     from xreid.layers.long_term import LII, LongTermInteraction

@@ -12,7 +12,11 @@ Errors: :class:`DataError` (a ``ValueError``) for malformed data, naming the fil
 identity or image; :class:`DataFileNotFoundError` (also a ``FileNotFoundError``) for missing
 paths, naming the path.
 
-Importing this package needs torch, numpy and Pillow only.
+:class:`TrackletFolder` indexes your own footage (frame folders or video files with an
+optional ``labels.csv``); :class:`FolderVVI` trains on it.
+
+Importing this package needs torch, numpy and Pillow only (PyAV is imported when a video is
+read).
 """
 
 from __future__ import annotations
@@ -20,6 +24,14 @@ from __future__ import annotations
 from xreid.data._base import DIRECTIONS
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
+from xreid.data.folder import (
+    FolderTracklet,
+    FolderVVI,
+    TrackletClipDataset,
+    TrackletFolder,
+    collate_clips,
+    read_video_frames,
+)
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
@@ -38,8 +50,13 @@ __all__ = [
     "CrossModalIdentitySampler",
     "DataError",
     "DataFileNotFoundError",
+    "FolderTracklet",
+    "FolderVVI",
     "Tracklet",
+    "TrackletClipDataset",
+    "TrackletFolder",
     "VideoClipDataset",
+    "collate_clips",
     "decode_vcm_name",
     "item_seed",
     "load_frame",
@@ -47,5 +64,6 @@ __all__ = [
     "make_synthetic_hitsz_vcm",
     "modality_name",
     "num_dense_clips",
+    "read_video_frames",
     "sample_frame_indices",
 ]

@@ -92,7 +92,7 @@ class TrainConfig:
     """
 
     # data
-    dataset: str = "synthetic"  # synthetic | hitsz-vcm | bupt-campus
+    dataset: str = "synthetic"  # synthetic | hitsz-vcm | bupt-campus | folder (own data)
     root: str | None = None  # dataset root; synthetic: where it is generated (cached)
     synthetic_seed: int = 0
     synthetic_train_ids: int | None = None  # None: the generator's default
@@ -245,7 +245,7 @@ class TrainConfig:
         """Raise ``ValueError`` naming the first inconsistent option."""
         self.validate_ablation()
         choices = {
-            "dataset": ("synthetic", "hitsz-vcm", "bupt-campus"),
+            "dataset": ("synthetic", "hitsz-vcm", "bupt-campus", "folder"),
             "normalization": ("imagenet", "clip"),
             "model_preset": ("paper", "official"),
             "loss_preset": ("paper", "official"),

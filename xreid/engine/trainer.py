@@ -124,6 +124,10 @@ def build_reader(cfg: TrainConfig) -> Any:
         return HITSZVCM(cfg.root, min_len=cfg.min_len)
     if cfg.dataset == "bupt-campus":
         return BUPTCampus(cfg.root)
+    if cfg.dataset == "folder":
+        from xreid.data.folder import FolderVVI
+
+        return FolderVVI(cfg.root)
     name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
     if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
         name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"

@@ -1,0 +1,66 @@
+"""ONNX export of the inference embedder ``video (B, T, 3, H, W) -> (B, E)``.
+
+The exported graph is ``model.embed(video)`` in eval mode (BatchNorm running statistics)
+without the camera embedding; the batch axis is dynamic, T, H and W are fixed at export time
+(the positional embedding and the temporal interactions are built for them). Opset
+:data:`ONNX_OPSET`. Not exported: the training forward (losses, CII, classifiers, the CPC
+memory and its update), the camera embedding input, and clips of another length or size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["ONNX_OPSET", "Embedder", "export_onnx"]
+
+ONNX_OPSET = 18
+
+
+class Embedder(nn.Module):
+    """``forward(video) = model.embed(video)``: the part of a model that is exported."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(video)
+
+
+def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
+                img_size: tuple[int, int], batch_size: int = 2, optimize: bool = True) -> Path:
+    """Export ``model.embed`` to ONNX at ``path`` (input ``video``, output ``embedding``).
+
+    Args:
+        model: an :class:`xreid.XReID` (put in eval mode; moved to the CPU for tracing).
+        num_frames: T of the exported clips.
+        img_size: (H, W) of the exported frames.
+        batch_size: batch of the example input (the exported batch axis is dynamic).
+        optimize: run the ONNX graph optimiser after export (slower export, leaner graph).
+    """
+    try:
+        import onnx  # noqa: F401 - fail early with the extra's name
+    except ImportError as exc:
+        raise ImportError("ONNX export needs onnx: pip install 'xreid[export]'") from exc
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"num_frames: expected a positive int, got {num_frames!r}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    embedder = Embedder(model).eval().cpu()
+    video = torch.randn(batch_size, num_frames, 3, *img_size)
+    kwargs: dict[str, Any] = {
+        "input_names": ["video"], "output_names": ["embedding"], "opset_version": ONNX_OPSET,
+        "dynamic_shapes": {"video": {0: torch.export.Dim.DYNAMIC}},
+        "dynamo": True, "verbose": False, "optimize": optimize,
+    }
+    try:
+        with torch.no_grad():
+            torch.onnx.export(embedder, (video,), str(path), **kwargs)
+    finally:
+        model.train(was_training)
+    return path
