@@ -57,13 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--preset", choices=PRESET_NAMES, default="demo",
-                   help="base configuration; every flag below overrides it (default: demo)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="base configuration; every flag below overrides it (default: demo; "
+                   "with --resume: the checkpoint's configuration)")
     p.add_argument("--config", help="JSON config file (e.g. a run's config.json) to start from")
     p.add_argument("--resume", metavar="PATH", help="continue training from a checkpoint")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
     p.add_argument("--checkpoint", metavar="PATH", help="weights for --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --output-dir (default: refuse)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full Python traceback of an error")
     group = p.add_argument_group("configuration (defaults come from the preset)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("preset", "extra"):
@@ -85,6 +90,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.json", "log.jsonl")
+#: what --overwrite removes before the new run starts
+REPLACED_FILES = (*RUN_FILES, "metrics_eval.json", "cmc.png", "training_curve.png")
+
+
+class UsageError(ValueError):
+    """A bad command line (exit code 2)."""
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The JSON object in ``path``; errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config: no such file {path}") from None
+    except OSError as exc:
+        raise ValueError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                         f"column {exc.colno})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config: expected a JSON object of options in {path}, got a "
+                         f"{type(values).__name__}")
+    return values
+
+
 def make_config(ns: argparse.Namespace) -> TrainConfig:
     overrides = {
         f.name: getattr(ns, f.name)
@@ -92,10 +125,48 @@ def make_config(ns: argparse.Namespace) -> TrainConfig:
         if getattr(ns, f.name, None) is not None
     }
     if ns.config:
-        base = json.loads(Path(ns.config).read_text())
+        base = read_config_file(ns.config)
         base.update(overrides)
-        return TrainConfig.from_dict(base)
-    return TrainConfig.from_preset(ns.preset, **overrides)
+        try:
+            return TrainConfig.from_dict(base)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--config {ns.config}: {exc}") from None
+    if getattr(ns, "resume", None) and ns.preset is None:
+        # continue with the checkpoint's own options; explicit flags must agree with them
+        from xreid.engine import load_checkpoint
+        from xreid.engine.trainer import resume_conflicts
+
+        saved = load_checkpoint(ns.resume).get("config")
+        if isinstance(saved, dict):
+            cfg = TrainConfig.from_dict({**saved, **overrides})
+            conflicts = resume_conflicts(saved, cfg.to_dict())
+            if conflicts:
+                raise UsageError(
+                    f"--resume {ns.resume}: cannot change "
+                    + ", ".join(f"--{k.replace('_', '-')} (checkpoint {saved[k]!r}, "
+                                f"given {v!r})" for k, v in conflicts.items())
+                    + " when resuming; drop these flags or start a new run"
+                )
+            return cfg
+    return TrainConfig.from_preset(ns.preset or "demo", **overrides)
+
+
+def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool, eval_only: bool) -> None:
+    """Refuse to start a new run over an existing one unless ``overwrite`` (then remove its
+    files) or ``resume``. Evaluation only writes ``metrics_eval.json`` and is always allowed."""
+    if eval_only or resume or not out.is_dir():
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise UsageError(
+            f"--output-dir {out} already holds a run ({', '.join(found)}); pass --resume "
+            f"{out / 'checkpoint.pt'} to continue it, --overwrite to replace it, or another "
+            "--output-dir"
+        )
+    for name in REPLACED_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 class ConsoleCallbacks(Callbacks):
@@ -179,17 +250,46 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+PROG = "train_vvi.py"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    cfg = make_config(ns)
+    """Parse ``argv`` and run; errors are one line on stderr (the traceback with --debug).
+
+    Exit codes: 0 success, 2 bad command line, 1 any other error.
+    """
+    parser = build_parser()
+    parser.prog = PROG
+    ns = parser.parse_args(argv)  # argparse itself exits with 2 and a one-line error
+    try:
+        return run(ns)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if ns.debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.eval_only and not ns.checkpoint:
+        raise UsageError("--eval-only needs --checkpoint PATH")
+    if ns.resume and ns.eval_only:
+        raise UsageError("--resume and --eval-only cannot be combined")
+    try:
+        cfg = make_config(ns)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
+    prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
+                       eval_only=ns.eval_only)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = Trainer(cfg, callbacks)
     try:
         out = Path(cfg.output_dir)
         if ns.eval_only:
-            if not ns.checkpoint:
-                print("error: --eval-only needs --checkpoint PATH", file=sys.stderr)
-                return 2
             trainer.load_checkpoint(ns.checkpoint, resume=False)
             trainer.evaluate("eval")
             metrics = trainer.metrics()

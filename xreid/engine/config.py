@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xreid.engine.config_checks import check_config
+
 __all__ = ["PRESET_NAMES", "TrainConfig"]
 
 PRESET_NAMES = ("demo", "paper", "official")
@@ -204,6 +206,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent option."""
+        check_config(self)  # every field's type and range (xreid.engine.config_checks)
         choices = {
             "dataset": ("synthetic", "hitsz-vcm", "bupt-campus"),
             "normalization": ("imagenet", "clip"),
