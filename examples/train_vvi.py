@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from xreid.engine import Callbacks, TrainConfig, Trainer
+from xreid.engine.checkpoint import error_message
 from xreid.engine.config import PRESET_NAMES
 
 HELP = {
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if ns.debug:
             raise
-        message = " ".join(str(exc).split()) or type(exc).__name__
+        message = error_message(exc)
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 

@@ -16,6 +16,7 @@ __all__ = [
     "check_labels",
     "check_same_length",
     "check_tensor",
+    "load_error_reason",
     "shape_str",
 ]
 
@@ -89,3 +90,20 @@ def check_same_length(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
         raise ValueError(
             f"{name_b}: expected {a.shape[0]} entries to match {name_a}, got {b.shape[0]}"
         )
+
+
+def load_error_reason(exc: BaseException) -> tuple[bool, str]:
+    """``(blocked, reason)`` for an exception of ``torch.load(weights_only=True)``.
+
+    ``blocked`` is True when the file asked for a Python object outside the allowed set
+    (a pickled class or function: refused, nothing executed); ``reason`` is the informative
+    line of torch's multi-line message (e.g. ``unsupported GLOBAL posix.system``).
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return True, line
+    informative = [line for line in lines if not line.startswith(
+        ("Weights only load failed", "Please file an issue", "Check the documentation"))]
+    return False, (informative[0] if informative else (lines[0] if lines else
+                                                       type(exc).__name__))

@@ -49,7 +49,7 @@ def convert_checkpoint(
     Raises ``ValueError`` for an unknown format, an unrecognised checkpoint or an
     ``img_size`` that is not a multiple of the patch size.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from xreid.backbones.weights import (
         canonical_to_openai,
@@ -59,6 +59,7 @@ def convert_checkpoint(
         resample_pos_embed,
         to_canonical,
     )
+    from xreid.engine.checkpoint import atomic_write
 
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
@@ -106,8 +107,8 @@ def convert_checkpoint(
     }
     if grid is not None:
         metadata["grid_size"] = f"{grid[0]},{grid[1]}"
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(dst), metadata=metadata)
+    data = save(out, metadata=metadata)
+    atomic_write(dst, lambda fh: fh.write(data), what="output")
     return metadata
 
 
@@ -127,11 +128,15 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=FORMATS, default="timm",
         help="key names of the output (default: timm)",
     )
+    p.add_argument("--debug", action="store_true",
+                   help="show the full Python traceback of an error")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``xreid-convert``); returns the process exit code."""
+    from xreid.engine.checkpoint import error_message
+
     args = _parser().parse_args(argv)
     try:
         meta = convert_checkpoint(
@@ -140,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             img_size=tuple(args.img_size) if args.img_size else None,
             fmt=args.format,
         )
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"xreid-convert: error: {e}", file=sys.stderr)
+    except Exception as e:
+        if args.debug:
+            raise
+        message = error_message(e)
+        print(f"xreid-convert: error: {message}", file=sys.stderr)
         return 1
     grid = meta.get("grid_size", "unknown").replace(",", "x")
     print(

@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import errno
 import os
-import pickle
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
+from xreid._validation import load_error_reason
+
 __all__ = [
     "atomic_save",
+    "atomic_write",
     "capture_rng_state",
     "current_umask",
+    "error_message",
     "load_checkpoint",
     "remove_stale_temporaries",
     "restore_rng_state",
@@ -32,6 +36,16 @@ __all__ = [
 _WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "inline_container")
 
 
+def error_message(exc: BaseException) -> str:
+    """One line for a CLI: the message of ``exc`` without an ``OSError``'s ``[Errno N]``
+    prefix when the message already names the file (as :func:`atomic_write`'s do)."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None and (
+            ": " in exc.strerror):
+        text = exc.strerror
+    return " ".join(text.split()) or type(exc).__name__
+
+
 def current_umask() -> int:
     """The process umask (read without changing it for longer than two system calls)."""
     mask = os.umask(0o022)
@@ -39,24 +53,26 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
+                 what: str = "checkpoint") -> Path:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync, rename over ``path``.
 
     A crash at any point leaves either the old file or the new one, never a truncated file.
     The file gets the usual permissions (``0o666`` minus the umask). A failed write (disk full,
-    read-only folder) raises ``OSError`` naming ``path`` and saying the previous file is intact.
+    read-only folder) raises ``OSError`` naming ``path`` (never the temporary) and saying
+    whether a previous file is intact; ``what`` starts the message.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OSError(exc.errno, f"checkpoint: cannot write {path} ({exc.strerror or exc}); "
+        raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
                       "nothing was changed") from exc
     try:
         os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -71,10 +87,15 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
             previous = (f"the previous {path.name} is intact" if path.exists()
                         else f"no previous {path.name} existed")
-            raise OSError(code, f"checkpoint: could not write {path} ({reason}); "
+            raise OSError(code, f"{what}: could not write {path} ({reason}); "
                           f"{previous}") from exc
         raise
     return path
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` through :func:`atomic_write` (same guarantees and errors)."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -101,14 +122,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint: no such file {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ValueError(
-            f"checkpoint: refusing to load {path}: it holds objects other than tensors and "
-            "plain values (only weights_only=True checkpoints are read; nothing in the file "
-            f"was executed): {str(exc).splitlines()[0]}"
-        ) from exc
-    except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"checkpoint: cannot read {path}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # corrupt, foreign or unsafe file
+        blocked, reason = load_error_reason(exc)
+        if blocked:
+            raise ValueError(
+                f"checkpoint: refusing to load {path}: it holds Python objects other than "
+                f"tensors and plain values ({reason}); nothing in the file was executed. "
+                "Checkpoints of xreid 0.1.0 (NumPy RNG state inside) cannot be resumed"
+            ) from exc
+        raise ValueError(f"checkpoint: cannot read {path}: {reason}") from exc
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint: {path} is not an xreid training checkpoint "
                          "(no 'model' entry)")
