@@ -47,6 +47,10 @@ def loop_shift(x: torch.Tensor, fold_div: int = 4, padding: str = "replicate") -
 def test_matches_loop_reference(b, t, n, d, fold_div, padding, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, t, n, d, generator=g)
+    if d < fold_div:  # no channel would move: refused instead of a silent no-op
+        with pytest.raises(ValueError, match=rf"expected D >= fold_div={fold_div}"):
+            temporal_shift(x, fold_div, padding)
+        return
     out = temporal_shift(x, fold_div, padding)
     assert torch.equal(out, loop_shift(x, fold_div, padding))
     # the backward is the exact adjoint: <shift(x), g> == <x, shift^T(g)>

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_tensor
+from xreid._validation import check_labels, check_tensor
 from xreid.losses.cpcl import _check_integer
 from xreid.losses.triplet import TripletLoss
 
@@ -185,6 +185,8 @@ class XReIDLoss(nn.Module):
         elif self.weights["cpcl"] > 0:
             raise ValueError("memory: expected a CrossModalPrototypeMemory for the CPCL term "
                              "(weight cpcl > 0), got None")
+        if memory is None and output.logits:  # without the memory nothing checks the range
+            check_labels(y, "labels", output.logits[0].shape[-1])
 
         feats: Sequence[torch.Tensor] = output.triplet_features
         if feats:
