@@ -119,7 +119,22 @@ def read_config_file(path: str) -> dict[str, Any]:
     return values
 
 
-def make_config(ns: argparse.Namespace) -> TrainConfig:
+def saved_config(ns: argparse.Namespace) -> dict[str, Any] | None:
+    """The configuration stored in the ``--resume`` (or ``--eval-only --checkpoint``)
+    checkpoint, when neither ``--config`` nor ``--preset`` is given; else None."""
+    path = ns.resume or (ns.checkpoint if ns.eval_only else None)
+    if not path or ns.config or ns.preset is not None:
+        return None
+    from xreid.engine import load_checkpoint
+
+    saved = load_checkpoint(path).get("config")
+    return saved if isinstance(saved, dict) else None
+
+
+def make_config(ns: argparse.Namespace, saved: dict[str, Any] | None = None) -> TrainConfig:
+    """``--config`` file, else the checkpoint's ``saved`` configuration, else ``--preset``;
+    then the explicit flags. On ``--resume`` a flag may not change an option the checkpoint
+    fixes (see ``xreid.engine.trainer.RESUMABLE_OPTIONS``)."""
     overrides = {
         f.name: getattr(ns, f.name)
         for f in dataclasses.fields(TrainConfig)
@@ -132,14 +147,11 @@ def make_config(ns: argparse.Namespace) -> TrainConfig:
             return TrainConfig.from_dict(base)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"--config {ns.config}: {exc}") from None
-    if getattr(ns, "resume", None) and ns.preset is None:
-        # continue with the checkpoint's own options; explicit flags must agree with them
-        from xreid.engine import load_checkpoint
-        from xreid.engine.trainer import resume_conflicts
+    if saved is not None:
+        cfg = TrainConfig.from_dict({**saved, **overrides})
+        if ns.resume:
+            from xreid.engine.trainer import resume_conflicts
 
-        saved = load_checkpoint(ns.resume).get("config")
-        if isinstance(saved, dict):
-            cfg = TrainConfig.from_dict({**saved, **overrides})
             conflicts = resume_conflicts(saved, cfg.to_dict())
             if conflicts:
                 raise UsageError(
@@ -148,7 +160,7 @@ def make_config(ns: argparse.Namespace) -> TrainConfig:
                                 f"given {v!r})" for k, v in conflicts.items())
                     + " when resuming; drop these flags or start a new run"
                 )
-            return cfg
+        return cfg
     return TrainConfig.from_preset(ns.preset or "demo", **overrides)
 
 
@@ -280,8 +292,9 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--eval-only needs --checkpoint PATH")
     if ns.resume and ns.eval_only:
         raise UsageError("--resume and --eval-only cannot be combined")
+    saved = saved_config(ns)  # a missing or unreadable checkpoint is not a usage error
     try:
-        cfg = make_config(ns)
+        cfg = make_config(ns, saved)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
     prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,

@@ -113,3 +113,18 @@ def test_good_values_are_accepted(name, value):
 def test_presets_validate():
     for name in ("demo", "paper", "official"):
         TrainConfig.from_preset(name, root="/data/x").validate()
+
+
+def test_every_test_named_in_the_reliability_table_exists():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "reliability.md").read_text()
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", doc))
+    defined = set()
+    for path in (root / "tests").glob("test_reliability_*.py"):
+        defined |= set(re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.M))
+    assert len(named) >= 40
+    assert named - defined == set(), "docs/reliability.md names tests that do not exist"
+    assert defined - named == set(), "tests missing from the table in docs/reliability.md"

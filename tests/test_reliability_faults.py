@@ -472,3 +472,13 @@ def test_gpu_check_imports_and_helps_on_cpu():
     assert run.returncode == 1
     assert run.stderr.strip() == ("gpu_check.py: error: no CUDA device is available; this "
                                   "check needs one GPU (nothing was measured)")
+
+
+def test_eval_only_uses_the_checkpoint_configuration(tmp_path, trained, capsys):
+    ck = Path(trained.cfg.output_dir) / "checkpoint.pt"
+    out = tmp_path / "eval"
+    assert cli().main(["--no-progress", "--eval-only", "--checkpoint", str(ck),
+                       "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics_eval.json").read_text())
+    assert metrics["config"]["img_size"] == [32, 16] and metrics["config"]["num_frames"] == 3
+    assert set(metrics["eval"]) == {"i2v", "v2i"}
