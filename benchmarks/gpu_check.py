@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="classifier/memory size (HITSZ-VCM training identities)")
     ap.add_argument("--extract-batch", type=int, default=32, help="clips per extraction batch")
     ap.add_argument("--skip-cli", action="store_true", help="only the throughput measurements")
+    ap.add_argument("--smoke", action="store_true",
+                    help="check the script itself on the CPU: tiny backbone, small shapes, no "
+                    "CLI runs (the numbers mean nothing)")
     return ap.parse_args(argv)
 
 
@@ -51,7 +55,10 @@ def run_cli(device: str, data_root: Path, out: Path) -> dict:
            "--clips-per-modality", "1", "--epochs", "1", "--iters-per-epoch", "5",
            "--no-eval-before", "--overwrite"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    # the repository's xreid, whether or not (or wherever) the package is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     seconds = time.perf_counter() - t0
     ok = proc.returncode == 0 and (out / "metrics.json").is_file()
     result = {"device": device, "returncode": proc.returncode, "seconds": round(seconds, 2),
@@ -66,24 +73,28 @@ def run_cli(device: str, data_root: Path, out: Path) -> dict:
     return result
 
 
-def timed(fn, steps: int, warmup: int) -> float:
+def timed(fn, steps: int, warmup: int, dev: torch.device) -> float:
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    sync()
     t0 = time.perf_counter()
     for _ in range(steps):
         fn()
-    torch.cuda.synchronize()
+    sync()
     return (time.perf_counter() - t0) / steps
 
 
 def throughput(args: argparse.Namespace) -> dict:
     from xreid import INFRARED, VISIBLE, XReID, XReIDLoss, build_backbone
 
-    dev = torch.device("cuda", torch.cuda.current_device())
+    if args.smoke:
+        dev, name, img, t, ids, clips = torch.device("cpu"), "tiny", (32, 16), 2, 2, 1
+    else:
+        dev = torch.device("cuda", torch.cuda.current_device())
+        name, img, t, ids, clips = "clip-vit-b16", (288, 144), 10, 4, 2
     torch.manual_seed(0)
-    img, t, ids, clips = (288, 144), 10, 4, 2
-    backbone = build_backbone("clip-vit-b16", img_size=img, num_cameras=12)
+    backbone = build_backbone(name, img_size=img, num_cameras=12)
     model = XReID.from_preset(backbone, args.identities, "paper").to(dev).train()
     loss_fn = XReIDLoss.paper()
     c, d = args.identities, model.memory.visible.shape[1]
@@ -100,7 +111,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
     def full_step() -> None:
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             out = model(video, modality, cameras, labels)
             loss = loss_fn(out, labels, model.memory).total
         loss.backward()
@@ -111,16 +122,17 @@ def throughput(args: argparse.Namespace) -> dict:
 
     def backbone_step() -> None:
         bb_opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             out = model.backbone(video, cameras)
             loss = out.tokens.float().mean() + out.projected.float().mean()
         loss.backward()
         bb_opt.step()
 
-    torch.cuda.reset_peak_memory_stats()
-    full_s = timed(full_step, args.steps, args.warmup)
-    full_mem = torch.cuda.max_memory_allocated() / 2**30
-    bb_s = timed(backbone_step, args.steps, args.warmup)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    full_s = timed(full_step, args.steps, args.warmup, dev)
+    full_mem = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else 0.0
+    bb_s = timed(backbone_step, args.steps, args.warmup, dev)
 
     model.eval()
     ex_video = torch.randn(args.extract_batch, t, 3, *img, device=dev)
@@ -130,12 +142,12 @@ def throughput(args: argparse.Namespace) -> dict:
 
     @torch.no_grad()
     def extract() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast(dev.type, dtype=torch.bfloat16):
             model(ex_video, ex_mod, ex_cam)
 
-    ex_s = timed(extract, args.steps, args.warmup)
+    ex_s = timed(extract, args.steps, args.warmup, dev)
     return {
-        "gpu": torch.cuda.get_device_name(dev),
+        "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu (smoke)",
         "shapes": {"img_size": list(img), "num_frames": t, "clips_per_step": b,
                    "identities": args.identities},
         "train_step_full_s": full_s,
@@ -152,12 +164,14 @@ def throughput(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not torch.cuda.is_available():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))  # measure the repository's xreid
+    if not torch.cuda.is_available() and not args.smoke:
         print("gpu_check.py: error: no CUDA device is available; this check needs one GPU "
               "(nothing was measured)", file=sys.stderr)
         return 1
     results: dict = {"torch": torch.__version__}
-    if not args.skip_cli:
+    if not args.skip_cli and not args.smoke:
         with tempfile.TemporaryDirectory(prefix="xreid-gpu-check-") as tmp:
             data = Path(tmp) / "data"
             results["cli"] = [run_cli(dev, data, Path(tmp) / f"run-{dev}")
@@ -171,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{'ok' if run['ok'] else 'FAILED (rc ' + str(run['returncode']) + ')'}"
               f" in {run['seconds']:.1f} s")
     tp = results["throughput"]
-    print(f"  {'case (ViT-B/16 288x144, T=10, bf16)':<40} {'s/step':>8} {'clips/s':>9}")
-    print(f"  {'train step, full X-ReID (16 clips)':<40} {tp['train_step_full_s']:>8.3f} "
+    sh = tp["shapes"]
+    case = f"case ({sh['img_size'][0]}x{sh['img_size'][1]}, T={sh['num_frames']}, bf16)"
+    clips = f"{sh['clips_per_step']} clips"
+    print(f"  {case:<40} {'s/step':>8} {'clips/s':>9}")
+    print(f"  {'train step, full X-ReID (' + clips + ')':<40} {tp['train_step_full_s']:>8.3f} "
           f"{tp['train_clips_per_s_full']:>9.1f}")
-    print(f"  {'train step, backbone alone (16 clips)':<40} {tp['train_step_backbone_s']:>8.3f} "
-          f"{tp['train_clips_per_s_backbone']:>9.1f}")
+    print(f"  {'train step, backbone alone (' + clips + ')':<40} "
+          f"{tp['train_step_backbone_s']:>8.3f} {tp['train_clips_per_s_backbone']:>9.1f}")
     ex_s = tp["extract_batch"] / tp["extract_clips_per_s"]
     print(f"  {'feature extraction (' + str(tp['extract_batch']) + ' clips)':<40} "
           f"{ex_s:>8.3f} {tp['extract_clips_per_s']:>9.1f}")

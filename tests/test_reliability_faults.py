@@ -482,3 +482,21 @@ def test_eval_only_uses_the_checkpoint_configuration(tmp_path, trained, capsys):
     metrics = json.loads((out / "metrics_eval.json").read_text())
     assert metrics["config"]["img_size"] == [32, 16] and metrics["config"]["num_frames"] == 3
     assert set(metrics["eval"]) == {"i2v", "v2i"}
+
+
+def test_gpu_check_smoke_run_on_cpu(tmp_path, capsys):
+    """The measuring code runs end to end (tiny shapes on the CPU; numbers meaningless)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" /
+                                                  "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    out = tmp_path / "r.json"
+    assert gpu_check.main(["--smoke", "--steps", "1", "--warmup", "0", "--identities", "8",
+                           "--extract-batch", "4", "--output", str(out)]) == 0
+    tp = json.loads(out.read_text())["throughput"]
+    assert tp["train_step_full_s"] > 0 and tp["train_step_backbone_s"] > 0
+    assert tp["train_full_over_backbone"] == pytest.approx(
+        tp["train_step_full_s"] / tp["train_step_backbone_s"])
+    assert "train step, full X-ReID" in capsys.readouterr().out
