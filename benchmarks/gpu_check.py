@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """One prepared GPU check (under 5 minutes on one GPU): does the CUDA path work, and how fast?
 
-1. The training CLI on CUDA: a tiny synthetic run (tiny backbone, one short epoch, bf16),
-   once with ``--device cuda`` and once with ``--device auto``; each must exit 0 and write
+1. The training CLI on CUDA: a tiny synthetic run (tiny backbone, one short epoch), with
+   ``--device cuda`` and ``--device auto`` in bf16, and ``--device cuda`` in fp16 (the
+   gradient scaler); each must exit 0 and write
    ``metrics.json`` and a ``checkpoint.pt`` that loads with ``weights_only=True``.
 2. bf16 training-step throughput at the paper's shapes (CLIP ViT-B/16, 288x144, T = 10,
    4 identities x 2 clips x 2 modalities = 16 clips per step, random-init weights): the full
@@ -47,9 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def run_cli(device: str, data_root: Path, out: Path) -> dict:
+def run_cli(device: str, data_root: Path, out: Path, amp: str = "bf16") -> dict:
     cmd = [sys.executable, str(ROOT / "examples" / "train_vvi.py"), "--no-progress",
-           "--device", device, "--amp", "bf16", "--root", str(data_root),
+           "--device", device, "--amp", amp, "--root", str(data_root),
            "--output-dir", str(out), "--synthetic-train-ids", "8", "--synthetic-test-ids", "6",
            "--img-size", "64", "32", "--num-frames", "4", "--ids-per-batch", "4",
            "--clips-per-modality", "1", "--epochs", "1", "--iters-per-epoch", "5",
@@ -61,8 +62,8 @@ def run_cli(device: str, data_root: Path, out: Path) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     seconds = time.perf_counter() - t0
     ok = proc.returncode == 0 and (out / "metrics.json").is_file()
-    result = {"device": device, "returncode": proc.returncode, "seconds": round(seconds, 2),
-              "ok": ok}
+    result = {"device": device, "amp": amp, "returncode": proc.returncode,
+              "seconds": round(seconds, 2), "ok": ok}
     if ok:
         state = torch.load(out / "checkpoint.pt", weights_only=True, map_location="cpu")
         result["checkpoint_epoch"] = state["epoch"]
@@ -174,14 +175,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_cli and not args.smoke:
         with tempfile.TemporaryDirectory(prefix="xreid-gpu-check-") as tmp:
             data = Path(tmp) / "data"
-            results["cli"] = [run_cli(dev, data, Path(tmp) / f"run-{dev}")
-                              for dev in ("cuda", "auto")]
+            runs = (("cuda", "bf16"), ("auto", "bf16"), ("cuda", "fp16"))  # fp16: GradScaler
+            results["cli"] = [run_cli(dev, data, Path(tmp) / f"run-{dev}-{amp}", amp)
+                              for dev, amp in runs]
     results["throughput"] = throughput(args)
     Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"\nGPU check ({results['throughput']['gpu']}, torch {torch.__version__})")
     for run in results.get("cli", []):
-        print(f"  CLI --device {run['device']:<5} bf16 tiny: "
+        print(f"  CLI --device {run['device']:<5} --amp {run['amp']} tiny: "
               f"{'ok' if run['ok'] else 'FAILED (rc ' + str(run['returncode']) + ')'}"
               f" in {run['seconds']:.1f} s")
     tp = results["throughput"]
@@ -202,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         for r in results["cli"]:
             if not r["ok"]:
-                print(f"--- CLI --device {r['device']} stderr ---\n{r['stderr_tail']}",
+                print(f"--- CLI --device {r['device']} --amp {r['amp']} stderr ---\n"
+                      f"{r['stderr_tail']}",
                       file=sys.stderr)
         return 1
     return 0
