@@ -54,9 +54,17 @@ def _field_type(f: dataclasses.Field) -> Any:
     return hints[f.name]
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = OneLineErrorParser(
+        prog="train_vvi.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--preset", choices=PRESET_NAMES, default=None,
                    help="base configuration; every flag below overrides it (default: demo; "
@@ -271,9 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Exit codes: 0 success, 2 bad command line, 1 any other error.
     """
-    parser = build_parser()
-    parser.prog = PROG
-    ns = parser.parse_args(argv)  # argparse itself exits with 2 and a one-line error
+    ns = build_parser().parse_args(argv)  # argparse itself exits with 2 and a one-line error
     try:
         return run(ns)
     except KeyboardInterrupt:

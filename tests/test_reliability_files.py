@@ -194,8 +194,18 @@ def test_argparse_errors_use_the_same_prefix_and_exit_2(capsys):
     with pytest.raises(SystemExit) as info:
         cli().main(["--lr", "abc"])
     assert info.value.code == 2
-    assert "train_vvi.py: error: argument --lr: invalid float value: 'abc'" in \
-        capsys.readouterr().err
+    assert capsys.readouterr().err == ("train_vvi.py: error: argument --lr: invalid float "
+                                       "value: 'abc' (see --help)\n")
+
+
+def test_convert_usage_errors_are_one_line(capsys):
+    from xreid.convert import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["in.pt"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xreid-convert: error: ") and err.count("\n") == 1
 
 
 def test_runtime_errors_exit_1_and_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):

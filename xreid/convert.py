@@ -29,6 +29,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -112,8 +113,15 @@ def convert_checkpoint(
     return metadata
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineErrorParser(
         prog="xreid-convert",
         description="Convert an OpenAI / open_clip / timm CLIP ViT checkpoint to a safetensors "
         "file for xreid.build_backbone(..., weights=OUTPUT). Reads local files only.",
