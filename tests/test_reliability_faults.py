@@ -178,6 +178,25 @@ def test_autocast_context_on_cuda_uses_the_requested_dtype():
     assert autocast_context(torch.device("cpu"), "bf16").fast_dtype == torch.bfloat16
 
 
+def test_cuda_trainer_loads_batches_into_pinned_memory(trained, monkeypatch):
+    seen: dict = {}
+
+    class RecordingLoader:
+        def __init__(self, *args, **kwargs) -> None:
+            seen.update(kwargs)
+
+        def __iter__(self):
+            return iter([{"video": torch.zeros(1)}])
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", RecordingLoader)
+    monkeypatch.setattr(trained, "device", torch.device("cuda", 0))
+    next(trained._epoch_batches(0))
+    assert seen["pin_memory"] is True
+    monkeypatch.setattr(trained, "device", torch.device("cpu"))
+    next(trained._epoch_batches(0))
+    assert seen["pin_memory"] is False
+
+
 # --------------------------------------------------------------------------- checkpoints
 def test_python_numpy_torch_rng_round_trip_through_weights_only(tmp_path):
     import random
