@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from xreid.engine import Callbacks, TrainConfig, Trainer
+from xreid.engine.checkpoint import error_message
 from xreid.engine.config import PRESET_NAMES
 
 HELP = {
@@ -70,12 +71,21 @@ def _field_type(f: dataclasses.Field) -> Any:
     return hints[f.name]
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = OneLineErrorParser(
+        prog="train_vvi.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--preset", choices=PRESET_NAMES, default="demo",
-                   help="base configuration; every flag below overrides it (default: demo)")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=None,
+                   help="base configuration; every flag below overrides it (default: demo; "
+                   "with --resume: the checkpoint's configuration)")
     p.add_argument("--config", help="JSON config file (e.g. a run's config.json) to start from")
     p.add_argument("--resume", metavar="PATH", help="continue training from a checkpoint")
     p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
@@ -88,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="t-SNE of the test embeddings before and after training "
                         "(tsne_before.png, tsne_after.png; needs scikit-learn; default: on "
                         "for the synthetic dataset)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --output-dir (default: refuse)")
+    p.add_argument("--debug", action="store_true",
+                   help="show the full Python traceback of an error")
     group = p.add_argument_group("configuration (defaults come from the preset)")
     for f in dataclasses.fields(TrainConfig):
         if f.name in ("preset", "extra"):
@@ -109,21 +123,99 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_config(ns: argparse.Namespace) -> TrainConfig:
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.json", "log.jsonl")
+#: what --overwrite removes before the new run starts
+REPLACED_FILES = (*RUN_FILES, "metrics_eval.json", "cmc.png", "training_curve.png")
+
+
+class UsageError(ValueError):
+    """A bad command line (exit code 2)."""
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The JSON object in ``path``; errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--config: no such file {path}") from None
+    except OSError as exc:
+        raise ValueError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config: {path} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                         f"column {exc.colno})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config: expected a JSON object of options in {path}, got a "
+                         f"{type(values).__name__}")
+    return values
+
+
+def saved_config(ns: argparse.Namespace) -> dict[str, Any] | None:
+    """The configuration stored in the ``--resume`` (or ``--eval-only --checkpoint``)
+    checkpoint, when neither ``--config`` nor ``--preset`` is given; else None."""
+    path = ns.resume or (ns.checkpoint if ns.eval_only else None)
+    if not path or ns.config or ns.preset is not None:
+        return None
+    from xreid.engine import load_checkpoint
+
+    saved = load_checkpoint(path).get("config")
+    return saved if isinstance(saved, dict) else None
+
+
+def make_config(ns: argparse.Namespace, saved: dict[str, Any] | None = None) -> TrainConfig:
+    """``--config`` file, else the checkpoint's ``saved`` configuration, else ``--preset``;
+    then the explicit flags. On ``--resume`` a flag may not change an option the checkpoint
+    fixes (see ``xreid.engine.trainer.RESUMABLE_OPTIONS``)."""
     overrides = {
         f.name: getattr(ns, f.name)
         for f in dataclasses.fields(TrainConfig)
         if getattr(ns, f.name, None) is not None
     }
     if ns.config:
-        base = json.loads(Path(ns.config).read_text())
+        base = read_config_file(ns.config)
         if ns.variant:
             from xreid.engine.variants import get_variant
 
             base.update(get_variant(ns.variant).overrides)
         base.update(overrides)
-        return TrainConfig.from_dict(base)
-    return TrainConfig.from_preset(ns.preset, **overrides)
+        try:
+            return TrainConfig.from_dict(base)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"--config {ns.config}: {exc}") from None
+    if saved is not None:
+        cfg = TrainConfig.from_dict({**saved, **overrides})
+        if ns.resume:
+            from xreid.engine.trainer import resume_conflicts
+
+            conflicts = resume_conflicts(saved, cfg.to_dict())
+            if conflicts:
+                raise UsageError(
+                    f"--resume {ns.resume}: cannot change "
+                    + ", ".join(f"--{k.replace('_', '-')} (checkpoint {saved[k]!r}, "
+                                f"given {v!r})" for k, v in conflicts.items())
+                    + " when resuming; drop these flags or start a new run"
+                )
+        return cfg
+    return TrainConfig.from_preset(ns.preset or "demo", **overrides)
+
+
+def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool, eval_only: bool) -> None:
+    """Refuse to start a new run over an existing one unless ``overwrite`` (then remove its
+    files) or ``resume``. Evaluation only writes ``metrics_eval.json`` and is always allowed."""
+    if eval_only or resume or not out.is_dir():
+        return
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
+        return
+    if not overwrite:
+        raise UsageError(
+            f"--output-dir {out} already holds a run ({', '.join(found)}); pass --resume "
+            f"{out / 'checkpoint.pt'} to continue it, --overwrite to replace it, or another "
+            "--output-dir"
+        )
+    for name in REPLACED_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 class ConsoleCallbacks(Callbacks):
@@ -207,9 +299,40 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+PROG = "train_vvi.py"
+
+
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    cfg = make_config(ns)
+    """Parse ``argv`` and run; errors are one line on stderr (the traceback with --debug).
+
+    Exit codes: 0 success, 2 bad command line, 1 any other error.
+    """
+    ns = build_parser().parse_args(argv)  # argparse itself exits with 2 and a one-line error
+    try:
+        return run(ns)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if ns.debug:
+            raise
+        message = error_message(exc)
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.eval_only and not ns.checkpoint:
+        raise UsageError("--eval-only needs --checkpoint PATH")
+    if ns.resume and ns.eval_only:
+        raise UsageError("--resume and --eval-only cannot be combined")
+    saved = saved_config(ns)  # a missing or unreadable checkpoint is not a usage error
+    try:
+        cfg = make_config(ns, saved)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
+    prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
+                       eval_only=ns.eval_only)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = Trainer(cfg, callbacks)
     want_tsne = ns.tsne if ns.tsne is not None else cfg.dataset == "synthetic"
@@ -219,9 +342,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = Path(cfg.output_dir)
         if ns.eval_only:
-            if not ns.checkpoint:
-                print("error: --eval-only needs --checkpoint PATH", file=sys.stderr)
-                return 2
             trainer.load_checkpoint(ns.checkpoint, resume=False)
             trainer.evaluate("eval")
             metrics = trainer.metrics()

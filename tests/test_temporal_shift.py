@@ -50,6 +50,10 @@ def loop_shift(
 def test_matches_loop_reference(b, t, n, d, fold_div, padding, stride, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, t, n, d, generator=g)
+    if d < fold_div:  # no channel would move: refused instead of a silent no-op
+        with pytest.raises(ValueError, match=rf"expected D >= fold_div={fold_div}"):
+            temporal_shift(x, fold_div, padding, stride=stride)
+        return
     out = temporal_shift(x, fold_div, padding, stride=stride)
     assert torch.equal(out, loop_shift(x, fold_div, padding, stride))
     # the backward is the exact adjoint: <shift(x), g> == <x, shift^T(g)>

@@ -14,8 +14,10 @@ __all__ = [
     "check_finite",
     "check_floating",
     "check_labels",
+    "check_module_input",
     "check_same_length",
     "check_tensor",
+    "load_error_reason",
     "shape_str",
 ]
 
@@ -89,3 +91,46 @@ def check_same_length(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor
         raise ValueError(
             f"{name_b}: expected {a.shape[0]} entries to match {name_a}, got {b.shape[0]}"
         )
+
+
+def load_error_reason(exc: BaseException) -> tuple[bool, str]:
+    """``(blocked, reason)`` for an exception of ``torch.load(weights_only=True)``.
+
+    ``blocked`` is True when the file asked for a Python object outside the allowed set
+    (a pickled class or function: refused, nothing executed); ``reason`` is the informative
+    line of torch's multi-line message (e.g. ``unsupported GLOBAL posix.system``).
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return True, line
+    informative = [line for line in lines if not line.startswith(
+        ("Weights only load failed", "Please file an issue", "Check the documentation"))]
+    return False, (informative[0] if informative else (lines[0] if lines else
+                                                       type(exc).__name__))
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        return bool(torch.is_autocast_enabled() if device_type == "cuda"
+                    else torch.is_autocast_cpu_enabled())
+
+
+def check_module_input(x: torch.Tensor, name: str, module: torch.nn.Module) -> torch.Tensor:
+    """``x`` must be floating point, on the device of ``module``'s parameters and, outside
+    ``torch.autocast``, of their dtype. Metadata only: no host synchronisation."""
+    if not x.is_floating_point():
+        raise ValueError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    param = next(module.parameters(), None)
+    if param is None:
+        return x
+    owner = type(module).__name__
+    if x.device != param.device:
+        raise ValueError(f"{name}: expected a tensor on {param.device} (where the parameters "
+                         f"of {owner} are), got one on {x.device}")
+    if x.dtype != param.dtype and not _autocast_on(x.device.type):
+        raise ValueError(f"{name}: expected dtype {param.dtype} (the parameters of {owner}; or "
+                         f"run under torch.autocast), got {x.dtype}")
+    return x

@@ -31,6 +31,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
@@ -52,7 +53,7 @@ def convert_checkpoint(
     Raises ``ValueError`` for an unknown format, an unrecognised checkpoint or an
     ``img_size`` that is not a multiple of the patch size.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from xreid.backbones.weights import (
         canonical_to_openai,
@@ -62,6 +63,7 @@ def convert_checkpoint(
         resample_pos_embed,
         to_canonical,
     )
+    from xreid.engine.checkpoint import atomic_write
 
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
@@ -122,13 +124,20 @@ def convert_checkpoint(
         metadata["text_tower"] = "kept"
     if grid is not None:
         metadata["grid_size"] = f"{grid[0]},{grid[1]}"
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    save_file(out, str(dst), metadata=metadata)
+    data = save(out, metadata=metadata)
+    atomic_write(dst, lambda fh: fh.write(data), what="output")
     return metadata
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineErrorParser(
         prog="xreid-convert",
         description="Convert an OpenAI / open_clip / timm CLIP ViT checkpoint to a safetensors "
         "file for xreid.build_backbone(..., weights=OUTPUT). Reads local files only.",
@@ -147,11 +156,15 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-text", action="store_true",
         help="also keep CLIP's text tower (needs --format openclip; for --text-prompts)",
     )
+    p.add_argument("--debug", action="store_true",
+                   help="show the full Python traceback of an error")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``xreid-convert``); returns the process exit code."""
+    from xreid.engine.checkpoint import error_message
+
     args = _parser().parse_args(argv)
     try:
         meta = convert_checkpoint(
@@ -161,8 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             fmt=args.format,
             keep_text=args.keep_text,
         )
-    except (ValueError, FileNotFoundError, OSError, RuntimeError) as e:
-        print(f"xreid-convert: error: {e}", file=sys.stderr)
+    except Exception as e:
+        if args.debug:
+            raise
+        message = error_message(e)
+        print(f"xreid-convert: error: {message}", file=sys.stderr)
         return 1
     grid = meta.get("grid_size", "unknown").replace(",", "x")
     print(

@@ -216,6 +216,10 @@ class FrameEncoder(nn.Module):
         x = check_tensor(video, "video", ndim=5, dims={2: 3}, layout="(B, T, 3, H, W)")
         if not x.is_floating_point():
             raise ValueError(f"video: expected a floating-point tensor, got dtype {x.dtype}")
+        weight = self.patch_embed_module().weight
+        if x.device != weight.device:
+            raise ValueError(f"video: expected a tensor on {weight.device} (where the backbone's "
+                             f"parameters are), got one on {x.device}")
         if tuple(x.shape[-2:]) != self.img_size:
             h, w = self.img_size
             raise ValueError(

@@ -61,6 +61,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from xreid._validation import load_error_reason
+
 if TYPE_CHECKING:  # pragma: no cover
     from xreid.backbones.base import FrameEncoder
 
@@ -229,17 +231,25 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         from safetensors import safe_open
 
         tensors: dict[str, torch.Tensor] = {}
-        with safe_open(str(p), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as f:
+                meta = dict(f.metadata() or {})
+                for key in f.keys():
+                    tensors[key] = f.get_tensor(key)
+        except Exception as e:  # SafetensorError: header too large, truncated file, ...
+            raise ValueError(
+                f"weights: {source} is not a valid safetensors file: {str(e).splitlines()[0]}"
+            ) from e
         return _unwrap(tensors, source), meta
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
+        blocked, reason = load_error_reason(e)
         raise ValueError(
             f"weights: could not read {source} as a TorchScript archive, safetensors file or "
-            f"torch.load(weights_only=True) checkpoint: {e}"
+            "torch.load(weights_only=True) checkpoint"
+            + (" (it holds Python objects other than tensors; nothing in the file was "
+               "executed)" if blocked else "") + f": {reason}"
         ) from e
     return _unwrap(obj, source), {}
 

@@ -94,6 +94,16 @@ class BUPTCampus(VVIDataset):
         gallery = self._read_test(root / "gallery.txt", "gallery")
         del self._paths  # the json can be large; keep only the tracklets
 
+        if not train:
+            why = (f"all {self.num_dropped['train']} are shorter than min_len={min_len}"
+                   if self.num_dropped["train"] else "the file lists none")
+            raise DataError(f"{root / lists[0]}: expected training tracklets, got none ({why})")
+        for split, rows in (("query", query), ("gallery", gallery)):
+            if not rows:
+                why = (f"all {self.num_dropped[split]} are shorter than min_len={min_len}"
+                       if self.num_dropped[split] else "the file lists none")
+                raise DataError(f"{root / (split + '.txt')}: expected {split} tracklets, got "
+                                f"none ({why})")
         check_both_modalities(train, f"BUPTCampus({root})")
         self._train, self.pid2label = relabel(train)
         self.train_pairs: list[tuple[int, int]] = [(i, i + 1) for i in range(0, len(train), 2)]

@@ -118,6 +118,11 @@ class HITSZVCM(VVIDataset):
         }
         """Tracklets dropped by ``min_len`` per split (train / query_IDX rows / other rows)."""
 
+        if not train:
+            rows_file = self.info_dir / "track_train_info.txt"
+            why = (f"all {len(train_rows)} are shorter than min_len={min_len}" if train_rows
+                   else "the file lists none")
+            raise DataError(f"{rows_file}: expected training tracklets, got none ({why})")
         check_both_modalities(train, f"HITSZVCM({self.root})")
         self._train, self.pid2label = relabel(train)
         self._query = {"i2v": q_kept, "v2i": o_kept}

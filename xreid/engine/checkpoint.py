@@ -1,49 +1,136 @@
-"""Atomic checkpoints with the complete training state (model, memory, optimiser, RNG)."""
+"""Atomic checkpoints with the complete training state (model, memory, optimiser, RNG).
+
+A checkpoint holds only tensors and plain Python values (dict, list, tuple, str, int, float,
+bool, None), so it is read with ``torch.load(weights_only=True)``: loading a file never runs
+code stored in it. The random-number-generator states are converted accordingly
+(:func:`capture_rng_state`).
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-__all__ = ["atomic_save", "capture_rng_state", "load_checkpoint", "restore_rng_state"]
+from xreid._validation import load_error_reason
+
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "capture_rng_state",
+    "current_umask",
+    "error_message",
+    "load_checkpoint",
+    "remove_stale_temporaries",
+    "restore_rng_state",
+]
+
+#: torch's own wording for a failed write inside its zip writer (disk full, quota, I/O error)
+_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "inline_container")
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+def error_message(exc: BaseException) -> str:
+    """One line for a CLI: the message of ``exc`` without an ``OSError``'s ``[Errno N]``
+    prefix when the message already names the file (as :func:`atomic_write`'s do)."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is None and (
+            ": " in exc.strerror):
+        text = exc.strerror
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than two system calls)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
+                 what: str = "checkpoint") -> Path:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync, rename over ``path``.
 
     A crash at any point leaves either the old file or the new one, never a truncated file.
+    The file gets the usual permissions (``0o666`` minus the umask). A failed write (disk full,
+    read-only folder) raises ``OSError`` naming ``path`` (never the temporary) and saying
+    whether a previous file is intact; ``what`` starts the message.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
+                      "nothing was changed") from exc
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        failed_write = isinstance(exc, OSError) or (
+            isinstance(exc, RuntimeError) and any(w in str(exc) for w in _WRITE_FAILURES)
+        )
+        if failed_write:
+            code = getattr(exc, "errno", None) or errno.EIO
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            previous = (f"the previous {path.name} is intact" if path.exists()
+                        else f"no previous {path.name} existed")
+            raise OSError(code, f"{what}: could not write {path} ({reason}); "
+                          f"{previous}") from exc
         raise
     return path
 
 
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save(obj)`` through :func:`atomic_write` (same guarantees and errors)."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files left in ``folder`` by a killed :func:`atomic_save`."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load a checkpoint written by :func:`atomic_save`; clear errors for bad files."""
+    """Load a checkpoint written by :func:`atomic_save` with ``torch.load(weights_only=True)``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for a
+    corrupt file, a file holding anything but tensors and plain values (nothing in it is
+    executed) or one without a ``model`` entry.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no such file {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # corrupt or foreign file
-        raise ValueError(f"checkpoint: cannot read {path}: {exc}") from exc
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt, foreign or unsafe file
+        blocked, reason = load_error_reason(exc)
+        if blocked:
+            raise ValueError(
+                f"checkpoint: refusing to load {path}: it holds Python objects other than "
+                f"tensors and plain values ({reason}); nothing in the file was executed. "
+                "Checkpoints of xreid 0.1.0 (NumPy RNG state inside) cannot be resumed"
+            ) from exc
+        raise ValueError(f"checkpoint: cannot read {path}: {reason}") from exc
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint: {path} is not an xreid training checkpoint "
                          "(no 'model' entry)")
@@ -51,19 +138,30 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def capture_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch (and CUDA) generator states as tensors and plain values."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - global state
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),  # noqa: NPY002 - global state is what we save
+        "python": {"version": int(version),
+                   "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
+    """Inverse of :func:`capture_rng_state`."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()),
+                     py["gauss_next"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32),  # noqa: NPY002
+                         npy["pos"], npy["has_gauss"], npy["cached_gaussian"]))
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

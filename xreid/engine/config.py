@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xreid.engine.config_checks import check_config
+
 __all__ = ["PRESET_NAMES", "TrainConfig"]
 
 PRESET_NAMES = ("demo", "paper", "official")
@@ -243,6 +245,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first inconsistent option."""
+        check_config(self)  # every field's type and range (xreid.engine.config_checks)
         self.validate_ablation()
         choices = {
             "dataset": ("synthetic", "hitsz-vcm", "bupt-campus", "folder"),
@@ -306,5 +309,9 @@ class TrainConfig:
         if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)
                                    or stride < 1):
             raise ValueError(f"sii_stride: expected an int >= 1, got {stride!r}")
-        if self.variant is not None and not isinstance(self.variant, str):
-            raise ValueError(f"variant: expected a variant name, got {self.variant!r}")
+        if self.variant is not None:
+            from xreid.engine.variants import list_variants
+
+            names = [v.name for v in list_variants()]
+            if self.variant not in names:
+                raise ValueError(f"variant: expected one of {names}, got {self.variant!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import shutil
@@ -27,29 +26,83 @@ from xreid.engine.checkpoint import (
     atomic_save,
     capture_rng_state,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
 )
 from xreid.engine.config import TrainConfig
+from xreid.engine.device import setup_device
 from xreid.engine.optim import build_optimizer, build_scheduler
 
 __all__ = [
+    "RESUMABLE_OPTIONS",
     "Callbacks",
+    "NonFiniteLossError",
     "Trainer",
     "build_model",
     "build_reader",
+    "remove_stale_dataset_temporaries",
+    "resume_conflicts",
     "seed_everything",
     "train_step",
+    "truncate_log",
 ]
 
 
 # ----------------------------------------------------------------------------- utilities
+#: options that may differ between a checkpoint and the run resuming it: where and how fast it
+#: runs, how it is evaluated and logged, and how long it trains; anything else changes the
+#: optimisation and is refused by :meth:`Trainer.load_checkpoint`
+RESUMABLE_OPTIONS = frozenset({
+    "output_dir", "root", "device", "threads", "num_workers", "compile", "deterministic",
+    "epochs", "save_every", "log_every", "eval_batch_size", "eval_sampling", "eval_before",
+    "rerank", "memory_batch_size", "weights", "preset",
+})
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A NaN or inf loss term; ``terms`` holds every term's value (floats)."""
+
+    def __init__(self, message: str, terms: dict[str, float]) -> None:
+        super().__init__(message)
+        self.terms = terms
+
+
+def resume_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """``{option: current value}`` for every option that differs from the checkpoint's
+    ``saved`` config and may not change on resume (see :data:`RESUMABLE_OPTIONS`)."""
+    return {k: v for k, v in current.items()
+            if k not in RESUMABLE_OPTIONS and k in saved and saved[k] != v}
+
+
+def truncate_log(path: Path, *, epoch: int, iteration: int) -> None:
+    """Drop the JSONL records written after a checkpoint (``epoch`` completed epochs,
+    ``iteration`` steps) so a resumed run does not repeat iterations in its log."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        event = rec.get("event")
+        if event == "iteration" and rec.get("iteration", 0) > iteration:
+            continue
+        if event in ("epoch", "evaluation") and rec.get("epoch", 0) > epoch:
+            continue
+        kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept))
+    os.replace(tmp, path)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party global users
     torch.manual_seed(seed)
 
 
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
     if amp == "none":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -93,9 +146,15 @@ def train_step(
     modality = batch["modality"].to(device, non_blocking=True)
     cameras = batch["camera"].to(device, non_blocking=True) if use_cameras else None
     model.train()
-    with _autocast(device, amp):
+    with autocast_context(device, amp):
         out = model(video, modality, cameras, labels)
         result = loss_fn(out, labels, core.memory, modality)
+    # one host synchronisation: refuse a NaN/inf loss before it reaches the weights or memory
+    terms = {**result.terms, "total": result.total}
+    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+    if not bool(torch.isfinite(values).all()):
+        found = dict(zip(terms, values.tolist(), strict=True))
+        raise NonFiniteLossError(f"non-finite loss: {found}", found)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(result.total).backward()
@@ -111,9 +170,29 @@ def train_step(
         optimizer.step()
     if core.memory is not None:  # a model built with use_memory=False has none
         core.memory.update(out.memory_feature.detach().float(), labels, modality)
-    logs = {k: float(v.detach()) for k, v in result.terms.items()}
-    logs["total"] = float(result.total.detach())
-    return logs
+    return dict(zip(terms, values.tolist(), strict=True))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else (or cannot tell): leave it alone
+    return True
+
+
+def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
+    """Delete ``<root>.tmp-<pid>/`` folders whose process is gone (a killed generation)."""
+    removed = []
+    if root.parent.is_dir():
+        for tmp in root.parent.glob(root.name + ".tmp-*"):
+            pid = tmp.name.rsplit(".tmp-", 1)[1]
+            if pid.isdigit() and tmp.is_dir() and not _pid_alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+    return removed
 
 
 def build_reader(cfg: TrainConfig) -> Any:
@@ -143,6 +222,7 @@ def build_reader(cfg: TrainConfig) -> Any:
                 f"{marker.name}); refusing to overwrite it — pass an empty or new folder"
             )
         # generate into a temporary sibling, then rename: a crash never leaves half a dataset
+        remove_stale_dataset_temporaries(root)
         tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         make_synthetic_hitsz_vcm(tmp, **params)
@@ -216,6 +296,7 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         if self.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output_dir)
         self._barrier()
         self.reader = build_reader(cfg) if self.is_main else None
         self._barrier()
@@ -270,15 +351,7 @@ class Trainer:
 
         world = int(os.environ.get("WORLD_SIZE", "1"))
         self.distributed = world > 1 or (dist.is_available() and dist.is_initialized())
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        dev = self.cfg.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        if dev == "cuda" and self.distributed:
-            dev = f"cuda:{local_rank}"
-        self.device = torch.device(dev)
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
+        self.device = setup_device(self.cfg.device, distributed=self.distributed)
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.rank = dist.get_rank() if self.distributed else 0
@@ -421,6 +494,8 @@ class Trainer:
             "results": {**getattr(self, "_restored_results", {}),
                         **{k: v.to_dict() for k, v in self.results.items()}},
             "config": self.cfg.to_dict(),
+            "num_identities": int(self.reader.num_train_identities),
+            "num_cameras": int(self.reader.num_cameras),
             "rng": capture_rng_state(),
             "world_size": self.world_size,
             **({"prompts": self.prompt_stages.state_dict()} if self.prompt_stages else {}),
@@ -437,6 +512,29 @@ class Trainer:
     def load_checkpoint(self, path: str | Path, *, resume: bool = True) -> None:
         """Load model (and with ``resume`` the optimiser, schedule, epoch and RNG) state."""
         state = load_checkpoint(path, map_location=self.device)
+        if resume and isinstance(state.get("config"), dict):
+            conflicts = resume_conflicts(state["config"], self.cfg.to_dict())
+            if conflicts:
+                raise ValueError(
+                    f"resume: {path} was trained with different options; "
+                    + ", ".join(f"{k}={state['config'][k]!r} (now {v!r})"
+                                for k, v in conflicts.items())
+                    + " — drop these options (the checkpoint's values are used) or start a "
+                    "new run"
+                )
+        model_state = self.core.state_dict()
+        mismatched = [
+            f"{k} {tuple(v.shape)} vs {tuple(model_state[k].shape)}"
+            for k, v in state["model"].items()
+            if isinstance(v, torch.Tensor) and k in model_state
+            and tuple(v.shape) != tuple(model_state[k].shape)
+        ]
+        if mismatched:
+            raise ValueError(
+                f"checkpoint: {path} does not match this model (another architecture or size?); "
+                f"shape of checkpoint vs model: {mismatched[:5]} (check --backbone/--preset/"
+                "--img-size and the backbone size options)"
+            )
         missing, unexpected = self.core.load_state_dict(state["model"], strict=False)
         if missing or unexpected:
             raise ValueError(
@@ -458,6 +556,9 @@ class Trainer:
         # evaluations of the interrupted run (e.g. "before"), as plain dicts
         self._restored_results = dict(state.get("results", {}))
         restore_rng_state(state["rng"])
+        if self.is_main:
+            truncate_log(self.output_dir / "log.jsonl", epoch=self.epoch,
+                         iteration=self.iteration)
 
     # --------------------------------------------------------------------------- logging
     def _log(self, record: dict[str, Any]) -> None:
@@ -497,15 +598,20 @@ class Trainer:
                 self.callbacks.on_epoch_start(self, epoch, n_iter)
             sums: dict[str, float] = {}
             for i, batch in enumerate(self._epoch_batches(epoch)):
-                logs = train_step(
-                    self.model, batch, self.loss_fn, self.optimizer, device=self.device,
-                    amp=cfg.amp, scaler=self.scaler, max_grad_norm=cfg.max_grad_norm,
-                    use_cameras=cfg.use_cameras,
-                )
-                if not all(math.isfinite(v) for v in logs.values()):
-                    raise FloatingPointError(
-                        f"non-finite loss at epoch {epoch + 1}, iteration {i + 1}: {logs}"
+                try:
+                    logs = train_step(
+                        self.model, batch, self.loss_fn, self.optimizer, device=self.device,
+                        amp=cfg.amp, scaler=self.scaler, max_grad_norm=cfg.max_grad_norm,
+                        use_cameras=cfg.use_cameras,
                     )
+                except NonFiniteLossError as exc:
+                    raise NonFiniteLossError(
+                        f"non-finite loss at epoch {epoch + 1}, iteration {i + 1} "
+                        f"(global iteration {self.iteration + 1}): {exc.terms}; nothing was "
+                        "updated in this step and the last checkpoint is intact (lower --lr, "
+                        "set --max-grad-norm or use --amp bf16 instead of fp16)",
+                        exc.terms,
+                    ) from None
                 self.iteration += 1
                 logs["lr"] = self.optimizer.param_groups[0]["lr"]
                 for k, v in logs.items():

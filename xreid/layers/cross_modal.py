@@ -26,7 +26,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from xreid._validation import check_tensor, shape_str
+from xreid._validation import check_module_input, check_tensor, shape_str
 from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
 
 __all__ = ["CII", "CrossModalInteraction"]
@@ -76,6 +76,8 @@ class CrossModalInteraction(nn.Module):
         check_tensor(query, "query", ndim=2, dims={1: self.dim}, layout="(B, D)")
         check_tensor(patches, "patches", ndim=4, dims={0: query.shape[0], 3: self.dim},
                      layout="(B, T, N, D)")
+        check_module_input(query, "query", self)
+        check_module_input(patches, "patches", self)
         b, t, n = patches.shape[:3]
         if t < 1 or n < 1:
             raise ValueError(

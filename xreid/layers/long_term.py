@@ -14,6 +14,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from xreid._validation import check_module_input
 from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
 from xreid.layers.short_term import check_frame_tokens
 from xreid.layers.temporal_shift import split_frame_tokens
@@ -70,6 +71,7 @@ class LongTermInteraction(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         check_frame_tokens(tokens, self.dim)
+        check_module_input(tokens, "tokens", self)
         b, t = tokens.shape[:2]
         s = self.stride % t
         # Pair row w (patches of frame w) with the CLS of frame (w - S) mod T, then roll the

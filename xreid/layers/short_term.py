@@ -18,7 +18,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from xreid._validation import check_tensor, shape_str
+from xreid._validation import check_module_input, check_tensor, shape_str
 from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
 from xreid.layers.temporal_shift import check_shift_args, split_frame_tokens
 
@@ -93,6 +93,7 @@ class ShortTermInteraction(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         check_frame_tokens(tokens, self.dim)
+        check_module_input(tokens, "tokens", self)
         b, t = tokens.shape[:2]
         # [CLS] tokens and temporally shifted patches (Eq. 5) in one autograd node
         cls, shifted = split_frame_tokens(tokens, self.fold_div, self.padding, self.stride)

@@ -183,6 +183,17 @@ def check_shift_args(fold_div: object, padding: object, stride: object = 1) -> N
         raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
 
 
+def check_shift_shape(x: torch.Tensor, name: str, fold_div: int, layout: str) -> None:
+    """Refuse ``T == 0`` and ``D < fold_div`` (no channel would move: a silent no-op)."""
+    if x.shape[1] < 1:
+        raise ValueError(f"{name}: expected T >= 1 frames {layout}, got shape {tuple(x.shape)}")
+    if x.shape[-1] < fold_div:
+        raise ValueError(
+            f"{name}: expected D >= fold_div={fold_div} channels {layout} (f = D // fold_div "
+            f"channels move each way), got D={x.shape[-1]}: nothing would be shifted"
+        )
+
+
 def temporal_shift(
     x: torch.Tensor, fold_div: int = 4, padding: str = "replicate", stride: int = 1
 ) -> torch.Tensor:
@@ -204,6 +215,7 @@ def temporal_shift(
     """
     check_tensor(x, "x", ndim=4, layout="(B, T, N, D)")
     check_shift_args(fold_div, padding, stride)
+    check_shift_shape(x, "x", fold_div, "(B, T, N, D)")
     return _TemporalShift.apply(x, x.shape[-1] // fold_div, padding == "zero", stride)
 
 
@@ -236,5 +248,6 @@ def split_frame_tokens(
     fold = 0
     if fold_div is not None:
         check_shift_args(fold_div, padding, stride)
+        check_shift_shape(tokens, "tokens", fold_div, "(B, T, 1+N, D)")
         fold = tokens.shape[-1] // fold_div
     return _SplitTokens.apply(tokens, fold, padding == "zero", stride)

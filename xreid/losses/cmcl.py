@@ -49,6 +49,8 @@ class CrossModalConstraintLoss(nn.Module):
             )
         acc = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
         per_row = (a.to(acc) - b.to(acc)).pow(2).sum(dim=1)
+        if per_row.numel() == 0 and self.reduction != "none":
+            return per_row.sum()  # an empty batch gives 0, like the other losses
         if self.reduction == "mean":
             return per_row.mean()
         if self.reduction == "sum":

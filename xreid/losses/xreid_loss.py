@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_tensor
+from xreid._validation import check_labels, check_tensor
 from xreid.losses.cpcl import _check_integer
 from xreid.losses.triplet import TripletLoss
 
@@ -186,6 +186,8 @@ class XReIDLoss(nn.Module):
         if memory is not None:
             feat = _check_rows(output.memory_feature, "output.memory_feature", b)
             terms["cpcl"] = self._term("cpcl", lambda: memory(feat, y, modality))
+        if memory is None and output.logits:  # without the memory nothing checks the range
+            check_labels(y, "labels", output.logits[0].shape[-1])
 
         feats: Sequence[torch.Tensor] = output.triplet_features
         if feats:

@@ -424,6 +424,14 @@ class CrossModalPrototypeMemory(nn.Module):
         """
         f, y, m = self._check_batch(features, labels, modality)
         assert m is not None
+        if not self.is_initialized and not torch.compiler.is_compiling():
+            warnings.warn(
+                "CrossModalPrototypeMemory.update called before initialize(): rows are "
+                "written from single samples into zero prototypes (use xreid.build_memory or "
+                "initialize() first).",
+                UserWarning,
+                stacklevel=2,
+            )
         # inside no_grad: nothing below records a graph or writes to the inputs
         x, y, m = f.float().contiguous(), y.long(), m.long()
         if is_distributed() and get_world_size() > 1:
