@@ -23,13 +23,18 @@ from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
-from xreid.data.synthetic import make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
+from xreid.data.synthetic import (
+    GENERATOR_VERSION,
+    make_synthetic_bupt_campus,
+    make_synthetic_hitsz_vcm,
+)
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
-from xreid.data.transforms import NORMALIZATIONS, ClipTransform
+from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normalization
 
 __all__ = [
     "BUPT_CAMERAS",
     "DIRECTIONS",
+    "GENERATOR_VERSION",
     "HITSZVCM",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
@@ -47,5 +52,6 @@ __all__ = [
     "make_synthetic_hitsz_vcm",
     "modality_name",
     "num_dense_clips",
+    "resolve_normalization",
     "sample_frame_indices",
 ]

@@ -1,11 +1,24 @@
 """Reusable pieces of the reference training loop (``examples/train_vvi.py``)."""
 
-from xreid.engine.checkpoint import atomic_save, load_checkpoint
-from xreid.engine.config import TrainConfig
-from xreid.engine.optim import build_optimizer, build_scheduler
-from xreid.engine.trainer import Callbacks, Trainer, build_model, build_reader, train_step
+from xreid.engine.checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+)
+from xreid.engine.config import PRESET_NAMES, TrainConfig
+from xreid.engine.optim import build_optimizer, build_scheduler, lr_factor
+from xreid.engine.trainer import (
+    Callbacks,
+    Trainer,
+    build_model,
+    build_reader,
+    seed_everything,
+    train_step,
+)
 
 __all__ = [
+    "PRESET_NAMES",
     "Callbacks",
     "TrainConfig",
     "Trainer",
@@ -14,6 +27,10 @@ __all__ = [
     "build_optimizer",
     "build_reader",
     "build_scheduler",
+    "capture_rng_state",
     "load_checkpoint",
+    "lr_factor",
+    "restore_rng_state",
+    "seed_everything",
     "train_step",
 ]

@@ -18,11 +18,12 @@ from xreid.metrics.distance import (
     compute_distance,
     cosine_distance,
     euclidean_distance,
+    resolve_metric,
     squared_euclidean_distance,
 )
-from xreid.metrics.extract import ExtractedFeatures, extract_features
+from xreid.metrics.extract import ExtractedFeatures, Progress, extract_features, report_progress
 from xreid.metrics.plot import plot_cmc
-from xreid.metrics.ranking import RankingResult, evaluate_ranking
+from xreid.metrics.ranking import RankingResult, as_tensor, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 from xreid.metrics.runner import (
     DIRECTIONS,
@@ -39,7 +40,9 @@ __all__ = [
     "DirectionMetrics",
     "EvaluationResult",
     "ExtractedFeatures",
+    "Progress",
     "RankingResult",
+    "as_tensor",
     "compute_distance",
     "cosine_distance",
     "euclidean_distance",
@@ -48,5 +51,7 @@ __all__ = [
     "extract_features",
     "plot_cmc",
     "re_ranking",
+    "report_progress",
+    "resolve_metric",
     "squared_euclidean_distance",
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+__all__ = ["BNNeck", "IdentityClassifier"]
+
 
 class BNNeck(nn.BatchNorm1d):
     """``BatchNorm1d`` with weight 1, bias 0 and the bias frozen (BoT / CLIP-ReID BNNeck).
