@@ -316,3 +316,48 @@ def test_cameras_optional_without_removal():
     r = evaluate_ranking(d, qp, gp, None, None, remove_same_camera=False, max_rank=3)
     assert r.num_valid_queries == 2
     assert r.cmc.tolist() == [1.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------ properties of the counting algorithm
+_TIE_VALUES = np.array([-1.0, -0.0, 0.0, 0.25, 0.5, 3.0])
+
+
+@given(
+    Q=st.integers(1, 9), G=st.integers(1, 16), ids=st.integers(1, 5), cams=st.integers(1, 3),
+    remove=st.booleans(), float32=st.booleans(), tie_step=st.integers(1, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_hypothesis_heavy_ties_signed_zeros_and_foreign_ids(Q, G, ids, cams, remove, float32,
+                                                            tie_step, seed):
+    """Distances from a few values (+0.0 and -0.0 are equal), negative / absent identities,
+    and a tiny budget for the tie-resolution blocks: still the stable-sort reference."""
+    import xreid.metrics.ranking as ranking
+
+    rng = np.random.default_rng(seed)
+    d = _TIE_VALUES[rng.integers(0, len(_TIE_VALUES), size=(Q, G))]
+    if float32:
+        d = d.astype(np.float32)
+    qp = rng.integers(-2, ids + 2, Q)  # some query identities are not in the gallery
+    gp = rng.integers(-2, ids, G)
+    qc, gc = rng.integers(0, cams, Q), rng.integers(0, cams, G)
+    saved = ranking._DEFAULT_PAIRS_PER_CHUNK
+    ranking._DEFAULT_PAIRS_PER_CHUNK = tie_step  # tie blocks of tie_step // G pairs
+    try:
+        got = quiet(evaluate_ranking, d, qp, gp, qc, gc, remove_same_camera=remove,
+                    chunk_size=int(rng.integers(1, Q + 1)))
+    finally:
+        ranking._DEFAULT_PAIRS_PER_CHUNK = saved
+    assert_same(got, reference_ranking(d, qp, gp, qc, gc, remove_same_camera=remove))
+
+
+@given(Q=st.integers(1, 8), G=st.integers(2, 20), seed=st.integers(0, 2**16))
+def test_hypothesis_gallery_permutation_invariance_without_ties(Q, G, seed):
+    """Without ties the gallery order is irrelevant: permuting the columns (and their ids)
+    gives bit-identical metrics."""
+    rng = np.random.default_rng(seed)
+    d, qp, gp, qc, gc = random_case(rng, Q, G, ids=3, cams=2)
+    perm = rng.permutation(G)
+    a = quiet(evaluate_ranking, d, qp, gp, qc, gc)
+    b = quiet(evaluate_ranking, d[:, perm], qp, gp[perm], qc, gc[perm])
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    assert (a.mAP, a.mINP, a.num_valid_queries) == (b.mAP, b.mINP, b.num_valid_queries)
