@@ -1,6 +1,6 @@
 """Data: dataset readers, synthetic datasets, frame sampling, clip transforms, samplers.
 
-Readers of the real on-disk layouts (``reference/datasets.md``):
+Readers of the real on-disk layouts (``docs/datasets.md``):
 :class:`HITSZVCM` and :class:`BUPTCampus` give :class:`Tracklet` lists for training and for the
 query/gallery of each direction (``"i2v"``, ``"v2i"``). :func:`make_synthetic_hitsz_vcm` and
 :func:`make_synthetic_bupt_campus` write small learnable datasets in the same layouts.

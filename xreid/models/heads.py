@@ -1,4 +1,4 @@
-"""BNNeck and identity classifier heads (as in the authors' code, official-code-notes §1.7)."""
+"""BNNeck and identity classifier heads (as in the authors' code, ``docs/differences.md``)."""
 
 from __future__ import annotations
 
