@@ -23,8 +23,10 @@ and, listing the identity's entries by ``(distance, index)`` with junk flags j_1
 the rank of the s-th entry after junk removal is ``1 + ahead - (j_1 + ... + j_{s-1})``.
 The second term of ``ahead`` is needed only for an entry whose distance occurs twice in the
 row (rare with real features) and is counted pair by pair. A value sort is much cheaper than
-an argsort (numpy's vectorised sort on CPU, ``torch.sort`` elsewhere); every other step is
-O(q * S) per chunk of q queries. Every count is an integer, so the result is identical
+an argsort (numpy's vectorised sort on CPU, ``torch.sort`` elsewhere), and on CPU only the
+rows whose identity reaches beyond their ``G / 5`` smallest distances are sorted in full;
+the others are partitioned (linear time) and sort those G / 5 values only. Every other step
+is O(q * S) per chunk of q queries. Every count is an integer, so the result is identical
 under ``torch.use_deterministic_algorithms(True)``, on CPU and CUDA, for any ``chunk_size``.
 The authors' evaluator argsorts the whole matrix and loops over the queries in Python; see
 ``docs/performance.md`` for the comparison.
@@ -47,6 +49,10 @@ __all__ = ["RankingResult", "as_tensor", "evaluate_ranking"]
 # a sorted copy of 2**21 distances is 8-16 MB (see ``evaluate_ranking``); the same budget
 # bounds the blocks of tie resolution (pairs x G booleans).
 _DEFAULT_PAIRS_PER_CHUNK = 2**21
+
+# On CPU a row is sorted only up to its ``G * _PREFIX_FRACTION`` smallest distances when the
+# query identity's farthest entry lies among them (see ``_count_smaller_cpu``).
+_PREFIX_FRACTION = 0.2
 
 
 class RankingResult(NamedTuple):
@@ -177,30 +183,63 @@ class _GalleryGroups:
         return self.table[torch.where(found, at, len(self.pids))]
 
 
-def _sorted_rows(d: torch.Tensor) -> torch.Tensor:
-    """Each row of ``d`` sorted ascending (values only; NaN last)."""
-    if d.device.type == "cpu":  # numpy's vectorised sort is several times faster on CPU
-        return torch.from_numpy(np.sort(d.detach().numpy(), axis=1))
-    return torch.sort(d, dim=1).values
+def _count_smaller_cpu(d: np.ndarray, probe: np.ndarray, valid: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: entries of ``d`` smaller than / equal to each valid ``probe`` (numpy, CPU).
+
+    The probes of a row are at most its largest valid probe ``t``. With the row partitioned
+    at ``K`` (``np.partition``, linear time), every entry ``<= t`` lies in the first K slots
+    whenever the (K+1)-th smallest value exceeds ``t``; such rows sort only those K values.
+    The other rows (a far-away match) are sorted in full.
+    """
+    q, G = d.shape
+    k = int(G * _PREFIX_FRACTION)
+    if not 0 < k < G - 1:
+        rows_sorted = [(np.arange(q), np.sort(d, axis=1))]
+    else:
+        reach = np.where(valid, probe, -np.inf).max(axis=1)
+        part = np.partition(d, k, axis=1)
+        inside = part[:, k] > reach
+        near, far = np.flatnonzero(inside), np.flatnonzero(~inside)
+        rows_sorted = [(near, np.sort(part[near, :k], axis=1)), (far, np.sort(d[far], axis=1))]
+        del part
+    smaller = np.zeros(probe.shape, dtype=np.int64)
+    equal = np.zeros(probe.shape, dtype=np.int64)
+    for rows, srt in rows_sorted:
+        if len(rows):
+            s = torch.from_numpy(srt)
+            p = torch.from_numpy(np.ascontiguousarray(probe[rows]))
+            lo = torch.searchsorted(s, p, side="left")
+            smaller[rows] = lo.numpy()
+            equal[rows] = (torch.searchsorted(s, p, side="right") - lo).numpy()
+    return smaller, equal
 
 
 def _count_ahead(d: torch.Tensor, members: torch.Tensor, member_d: torch.Tensor,
                  valid: torch.Tensor) -> torch.Tensor:
     """``ahead[r, s]`` = gallery entries ranked ahead of ``members[r, s]`` in row ``r``.
 
-    An entry n is ahead of m iff ``(d[n], n) < (d[m], m)``. One sorted copy of each row
-    gives the strictly smaller distances by ``searchsorted``; entries with the very same
-    distance (rare with real features) are counted by gallery index, pair by pair.
+    An entry n is ahead of m iff ``(d[n], n) < (d[m], m)``. A value sort of each row (on CPU
+    a partial one, see :func:`_count_smaller_cpu`) gives the strictly smaller distances by
+    ``searchsorted``; entries with the very same distance (rare with real features) are
+    counted by gallery index, pair by pair.
     Raises ``ValueError`` if the chunk holds NaN or infinity.
     """
-    srt = _sorted_rows(d)
-    ends = torch.cat([srt[:, :1], srt[:, -1:]], dim=1)
-    if not bool(torch.isfinite(ends).all()):  # sorted: -inf first, inf and NaN last
-        raise ValueError("distmat: expected finite distances, got NaN or inf")
     probe = member_d.masked_fill(~valid, 0.0)  # padding slots: any finite value
-    ahead = torch.searchsorted(srt, probe, side="left")
-    equal = torch.searchsorted(srt, probe, side="right") - ahead
-    del srt
+    if d.device.type == "cpu":  # numpy's vectorised sort and partition are much faster
+        x = d.detach().numpy()
+        # min and max propagate NaN and see both infinities, without a temporary
+        if not (np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise ValueError("distmat: expected finite distances, got NaN or inf")
+        lo, eq = _count_smaller_cpu(x, probe.numpy(), valid.numpy())
+        ahead, equal = torch.from_numpy(lo), torch.from_numpy(eq)
+    else:
+        if not bool(torch.isfinite(d).all()):
+            raise ValueError("distmat: expected finite distances, got NaN or inf")
+        srt = torch.sort(d, dim=1).values
+        ahead = torch.searchsorted(srt, probe, side="left")
+        equal = torch.searchsorted(srt, probe, side="right") - ahead
+        del srt
     tied = (equal > 1) & valid  # another entry has exactly this distance
     if bool(tied.any()):
         tr, ts = tied.nonzero(as_tuple=True)
