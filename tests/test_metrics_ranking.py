@@ -381,3 +381,19 @@ def test_partial_sort_rows_inside_and_beyond_the_prefix(prefix, monkeypatch):
     for remove in (True, False):
         got = evaluate_ranking(d, qp, gp, qc, gc, remove_same_camera=remove, chunk_size=16)
         assert_same(got, reference_ranking(d, qp, gp, qc, gc, remove_same_camera=remove))
+
+
+def test_thread_count_is_restored_after_success_and_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate_ranking(*random_case(np.random.default_rng(12), 6, 9))
+        assert torch.get_num_threads() == 2
+        bad = np.zeros((3, 4))
+        bad[2, 1] = np.nan
+        with pytest.raises(ValueError, match="distmat"):
+            evaluate_ranking(bad, np.zeros(3, int), np.zeros(4, int), np.zeros(3, int),
+                             np.ones(4, int))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -34,8 +34,10 @@ The authors' evaluator argsorts the whole matrix and loops over the queries in P
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -141,25 +143,11 @@ def _check_positive_int(x: object, name: str) -> int:
 
 
 # ------------------------------------------------------------------------------- the core
-class _Totals:
-    """Integer / float64 accumulators over chunks (kept on the distmat's device)."""
-
-    def __init__(self, max_rank: int, device: torch.device) -> None:
-        self.max_rank = max_rank
-        # first_hist[r] = number of valid queries whose first match is at rank r
-        # (r = 1..max_rank; rank > max_rank goes to bin max_rank + 1; bin 0 unused)
-        self.first_hist = torch.zeros(max_rank + 2, dtype=torch.long, device=device)
-        # per-chunk AP / INP of the valid queries, summed once at the end (in query order,
-        # so the result does not depend on the chunking)
-        self.ap: list[torch.Tensor] = []
-        self.inp: list[torch.Tensor] = []
-
-
 class _GalleryGroups:
     """The gallery indices of every identity, ascending, in a padded table.
 
-    ``members(q_pids) -> (q, S)`` gallery indices of the query's identity (padding ``G``),
-    S the largest identity group of the gallery; built once per call in O(G log G).
+    ``table[rows(q_pids)] -> (q, S)`` gallery indices of the query's identity (padding
+    ``G``), S the largest identity group of the gallery; built once per call in O(G log G).
     """
 
     def __init__(self, g_pids: torch.Tensor) -> None:
@@ -177,10 +165,10 @@ class _GalleryGroups:
         self.table[group, slot] = order
         self.size = G
 
-    def members(self, q_pids: torch.Tensor) -> torch.Tensor:
+    def rows(self, q_pids: torch.Tensor) -> torch.Tensor:
+        """Row of ``table`` for each query identity (the padding row if absent)."""
         at = torch.searchsorted(self.pids, q_pids).clamp_(max=max(len(self.pids) - 1, 0))
-        found = self.pids[at] == q_pids
-        return self.table[torch.where(found, at, len(self.pids))]
+        return torch.where(self.pids.index_select(0, at) == q_pids, at, len(self.pids))
 
 
 def _count_smaller_cpu(d: np.ndarray, probe: np.ndarray, valid: np.ndarray
@@ -205,13 +193,12 @@ def _count_smaller_cpu(d: np.ndarray, probe: np.ndarray, valid: np.ndarray
         del part
     smaller = np.zeros(probe.shape, dtype=np.int64)
     equal = np.zeros(probe.shape, dtype=np.int64)
+    # numpy, row by row: S probes per row are cheap, and no parallel region is opened (torch's
+    # batched searchsorted spins its intra-op threads, very slow on a loaded machine)
     for rows, srt in rows_sorted:
-        if len(rows):
-            s = torch.from_numpy(srt)
-            p = torch.from_numpy(np.ascontiguousarray(probe[rows]))
-            lo = torch.searchsorted(s, p, side="left")
-            smaller[rows] = lo.numpy()
-            equal[rows] = (torch.searchsorted(s, p, side="right") - lo).numpy()
+        for i, r in enumerate(rows.tolist()):
+            smaller[r] = np.searchsorted(srt[i], probe[r], side="left")
+            equal[r] = np.searchsorted(srt[i], probe[r], side="right") - smaller[r]
     return smaller, equal
 
 
@@ -254,49 +241,65 @@ def _count_ahead(d: torch.Tensor, members: torch.Tensor, member_d: torch.Tensor,
     return ahead
 
 
-def _rank_chunk(
+def _identity_entries(
     d: torch.Tensor,
-    q_pids: torch.Tensor,
+    members: torch.Tensor,
     groups: _GalleryGroups,
     q_cams: torch.Tensor | None,
     g_cams: torch.Tensor | None,
-    totals: _Totals,
-) -> None:
-    """Accumulate the metrics of one chunk of queries. ``d``: (q, G) float."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gallery entries of each query's identity (matches and junk), (q, S) each:
+    ``members`` (gallery index, padding G, in gallery order on input), their distances
+    (padding +inf), ``valid`` and ``junk``, ordered by (distance, gallery index)."""
     G = groups.size
-    # The query's identity in the gallery ("same"): matches plus junk, (q, S), padding G.
-    members = groups.members(q_pids)
     valid = members < G
     same_d = d.gather(1, members.clamp(max=G - 1)).masked_fill_(~valid, math.inf)
-    # order them by (distance, gallery index): the table is in gallery order, so a stable
-    # sort by distance does it; the padding (+inf) stays last
+    # the table is in gallery order, so a stable sort by distance orders by (distance,
+    # index); the padding (+inf) stays last
     same_d, perm = torch.sort(same_d, dim=1, stable=True)
     members = members.gather(1, perm)
     valid = valid.gather(1, perm)
-    del perm
     if q_cams is not None and g_cams is not None:
-        junk = valid & (g_cams[members.clamp(max=G - 1)] == q_cams[:, None])
+        cams = g_cams.index_select(0, members.clamp(max=G - 1).view(-1)).view(members.shape)
+        junk = valid & (cams == q_cams[:, None])
     else:
         junk = torch.zeros_like(valid)
-    ahead = _count_ahead(d, members, same_d, valid)  # every gallery entry ahead, junk included
+    return members, same_d, valid, junk
 
+
+def _scores(ahead: torch.Tensor, valid: torch.Tensor, junk: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per query: AP, INP, rank of the first match and whether it has a match, from the
+    number of gallery entries ahead of each identity entry, (q, S) each."""
     # Junk ahead of an entry of the same identity are exactly the earlier junk slots.
     junk_i = junk.long()
     match = valid & ~junk
     rank = ahead + 1 - (torch.cumsum(junk_i, dim=1) - junk_i)  # 1-based, junk removed
     k = torch.cumsum(match.long(), dim=1)  # at a match slot: it is the k-th match
     num_pos = k[:, -1]
-    valid_q = num_pos > 0
     num_pos_f = num_pos.to(torch.float64)
     precision = (k.to(torch.float64) / rank.to(torch.float64)).masked_fill_(~match, 0.0)
     ap = precision.sum(dim=1) / num_pos_f.clamp(min=1.0)
     last = rank.masked_fill(~match, 0).amax(dim=1)
     inp = num_pos_f / last.clamp(min=1).to(torch.float64)
-    first = rank.masked_fill(~match, G + 1).amin(dim=1).clamp(max=totals.max_rank + 1)
+    first = rank.masked_fill(~match, torch.iinfo(torch.long).max).amin(dim=1)
+    return ap, inp, first, num_pos > 0
 
-    totals.ap.append(ap[valid_q])
-    totals.inp.append(inp[valid_q])
-    totals.first_hist += torch.bincount(first[valid_q], minlength=totals.max_rank + 2)
+
+@contextlib.contextmanager
+def _serial_torch(device: torch.device) -> Iterator[None]:
+    """On CPU, run torch's (small) ops on one intra-op thread for the duration of the call:
+    the heavy work is numpy's single-threaded sort, and torch's idle workers would spin on
+    the cores it needs. The previous thread count is restored on exit."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_ranking(
@@ -330,6 +333,9 @@ def evaluate_ranking(
 
     Returns:
         :class:`RankingResult` ``(cmc (max_rank,), mAP, mINP, num_valid_queries)``.
+
+    On CPU the (small) torch operations run on one intra-op thread during the call (the
+    previous count is restored); the heavy work is numpy's sort, which is single-threaded.
 
     Ranking is stable: equal distances are ordered by gallery index. Queries with no match
     left are skipped; if none is valid the result is all zeros with ``num_valid_queries=0``
@@ -365,17 +371,26 @@ def evaluate_ranking(
         chunk_size = min(1024, max(16, _DEFAULT_PAIRS_PER_CHUNK // max(G, 1)))
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
 
-    totals = _Totals(max_rank, device)
-    with torch.no_grad():
+    # Work in chunks of queries: bounded memory, and every torch op stays small enough to run
+    # without opening a parallel region (idle intra-op threads spin and steal the core the
+    # numpy sort needs on a loaded machine; advanced indexing would open one, index_select
+    # does not).
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with torch.no_grad(), _serial_torch(device):
         if G > 0:
             groups = _GalleryGroups(g_pids)
+            rows = groups.rows(q_pids)
             for s in range(0, Q, chunk_size):
                 e = min(s + chunk_size, Q)
-                _rank_chunk(
-                    d[s:e].contiguous(), q_pids[s:e], groups,
-                    None if q_cams is None else q_cams[s:e], g_cams, totals,
+                chunk = d[s:e].contiguous()
+                members, same_d, valid, junk = _identity_entries(
+                    chunk, groups.table.index_select(0, rows[s:e]), groups,
+                    None if q_cams is None else q_cams[s:e], g_cams,
                 )
-        num_valid = int(totals.first_hist.sum())
+                ahead = _count_ahead(chunk, members, same_d, valid)  # junk included
+                parts.append(_scores(ahead, valid, junk))
+        ap, inp, first, valid_q = (torch.cat(x) for x in zip(*parts)) if parts else [None] * 4
+        num_valid = 0 if valid_q is None else int(valid_q.sum())
         if num_valid == 0:
             warnings.warn(
                 "evaluate_ranking: no query has a match in the gallery (after junk removal); "
@@ -384,11 +399,12 @@ def evaluate_ranking(
                 stacklevel=2,
             )
             return RankingResult(np.zeros(max_rank), 0.0, 0.0, 0)
-        counts = torch.cumsum(totals.first_hist, 0)[1 : max_rank + 1].cpu().numpy()
-        cmc = counts.astype(np.float64) / num_valid
+        first = first[valid_q].clamp(max=max_rank + 1)
+        hist = torch.bincount(first, minlength=max_rank + 2)  # bin r: first match at rank r
+        counts = torch.cumsum(hist, 0)[1 : max_rank + 1].cpu().numpy()
         return RankingResult(
-            cmc,
-            float(torch.cat(totals.ap).sum()) / num_valid,
-            float(torch.cat(totals.inp).sum()) / num_valid,
+            counts.astype(np.float64) / num_valid,
+            float(ap[valid_q].sum()) / num_valid,
+            float(inp[valid_q].sum()) / num_valid,
             num_valid,
         )
