@@ -1,8 +1,8 @@
 """Evaluation for video visible-infrared re-id (``xreid.metrics``).
 
 * :func:`evaluate_ranking` -> :class:`RankingResult`: exact CMC / mAP / mINP from a distance
-  matrix (stable ties, same-pid-same-camera junk removal, counting instead of sorting,
-  chunked, deterministic).
+  matrix (stable ties, same-pid-same-camera junk removal, only the query identity's entries
+  ranked against a value sort of the row, chunked, deterministic).
 * :func:`compute_distance` (and :func:`euclidean_distance`, :func:`squared_euclidean_distance`,
   :func:`cosine_distance`): chunked distance matrices from embeddings.
 * :func:`re_ranking`: k-reciprocal re-ranking (Zhong et al. 2017).

@@ -1,4 +1,4 @@
-"""Exact CMC / mAP / mINP from a query x gallery distance matrix, without a per-query sort.
+"""Exact CMC / mAP / mINP from a query x gallery distance matrix, without an argsort.
 
 The semantics are the torchreid / X-ReID ``eval_func`` ("Market-1501") rule, made exact and
 deterministic:
