@@ -2,7 +2,10 @@
 
 Target (issue 2): ``temporal_shift`` forward+backward <= 1.5x ``clone()`` forward+backward
 on (16, 10, 162, 768) float32 on CPU. Also shown, for context: the same shift written with
-``torch.cat`` of slices (plain autograd), which is what a naive implementation costs.
+``torch.cat`` of slices (plain autograd), which is what a naive implementation costs, and the
+authors' shift (a ``clone`` of the detached tokens, then two overlapping in-place slice copies;
+forward only, since their SII input is detached; on CPU it also gives a wrong result, see
+``docs/differences.md``).
 
     python benchmarks/bench_token_shift.py            # paper shape
     python benchmarks/bench_token_shift.py --quick    # small shape, a few seconds
@@ -20,6 +23,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import compare, print_table, set_threads
 
 from xreid import temporal_shift
+
+
+def authors_shift(x: torch.Tensor, fold_div: int = 4) -> torch.Tensor:
+    """The authors' shift: clone, then in-place copies whose source and target overlap."""
+    out = x.clone()
+    f = x.shape[-1] // fold_div
+    out[:, 1:, :, :f] = out[:, :-1, :, :f]
+    out[:, :-1, :, f : 2 * f] = out[:, 1:, :, f : 2 * f]
+    return out
 
 
 def cat_shift(x: torch.Tensor, fold_div: int = 4) -> torch.Tensor:
@@ -60,6 +72,9 @@ def main() -> None:
     c, r, ratio = compare(fwd(temporal_shift), fwd(torch.clone), rounds=args.rounds,
                           device=args.device)
     rows.append(("temporal_shift fwd / clone fwd", c, r, ratio, "(info)"))
+    c, r, ratio = compare(fwd(temporal_shift), fwd(authors_shift), rounds=args.rounds,
+                          device=args.device)
+    rows.append(("temporal_shift fwd / authors' in-place shift", c, r, ratio, "(anchor)"))
     c, r, ratio = compare(fwd_bwd(cat_shift), fwd_bwd(torch.clone), rounds=args.rounds,
                           device=args.device)
     rows.append(("cat-of-slices shift fwd+bwd / clone fwd+bwd", c, r, ratio, "(info)"))

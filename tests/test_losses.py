@@ -93,7 +93,7 @@ def test_cpcl_matches_eqs_3_4_and_gradients():
 
 
 def test_cpcl_equals_authors_cluster_memory_logits():
-    """logits = normalize(x) @ M.T / 0.05 then CE, for each memory (official notes §1.2)."""
+    """logits = normalize(x) @ M.T / 0.05 then CE, for each memory (docs/differences.md)."""
     feats, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
     vis, ir = F.normalize(torch.randn(3, 4), dim=1), F.normalize(torch.randn(3, 4), dim=1)
     x = F.normalize(feats, dim=1)
@@ -311,7 +311,7 @@ def test_xreid_loss_official_preset_matches_manual():
     loss_fn = XReIDLoss.official(num_frames=t)
     res = loss_fn(out, labels, mem)
     manual = manual_terms(out, labels, mem, t)
-    # official-code-notes §1.8: 0.25 ID + Tri + CPCL + frame CE / T, no CMCL
+    # docs/differences.md, losses: 0.25 ID + Tri + CPCL + frame CE / T, no CMCL
     expected = 0.25 * manual["id"] + manual["triplet"] + manual["cpcl"] + manual[
         "frame_id"] / t
     torch.testing.assert_close(res.total, expected, rtol=1e-5, atol=1e-6)

@@ -316,3 +316,84 @@ def test_cameras_optional_without_removal():
     r = evaluate_ranking(d, qp, gp, None, None, remove_same_camera=False, max_rank=3)
     assert r.num_valid_queries == 2
     assert r.cmc.tolist() == [1.0, 1.0, 1.0]
+
+
+# ------------------------------------------------------ properties of the counting algorithm
+_TIE_VALUES = np.array([-1.0, -0.0, 0.0, 0.25, 0.5, 3.0])
+
+
+@given(
+    Q=st.integers(1, 9), G=st.integers(1, 16), ids=st.integers(1, 5), cams=st.integers(1, 3),
+    remove=st.booleans(), float32=st.booleans(), tie_step=st.integers(1, 40),
+    prefix=st.sampled_from([0.0, 0.1, 0.3, 0.6, 0.95]), seed=st.integers(0, 2**16),
+)
+def test_hypothesis_heavy_ties_signed_zeros_and_foreign_ids(Q, G, ids, cams, remove, float32,
+                                                            tie_step, prefix, seed):
+    """Distances from a few values (+0.0 and -0.0 are equal), negative / absent identities,
+    a tiny budget for the tie-resolution blocks and any partial-sort prefix (rows whose
+    identity lies inside or beyond it): still the stable-sort reference."""
+    import xreid.metrics.ranking as ranking
+
+    rng = np.random.default_rng(seed)
+    d = _TIE_VALUES[rng.integers(0, len(_TIE_VALUES), size=(Q, G))]
+    if float32:
+        d = d.astype(np.float32)
+    qp = rng.integers(-2, ids + 2, Q)  # some query identities are not in the gallery
+    gp = rng.integers(-2, ids, G)
+    qc, gc = rng.integers(0, cams, Q), rng.integers(0, cams, G)
+    saved = ranking._DEFAULT_PAIRS_PER_CHUNK, ranking._PREFIX_FRACTION
+    ranking._DEFAULT_PAIRS_PER_CHUNK = tie_step  # tie blocks of tie_step // G pairs
+    ranking._PREFIX_FRACTION = prefix
+    try:
+        got = quiet(evaluate_ranking, d, qp, gp, qc, gc, remove_same_camera=remove,
+                    chunk_size=int(rng.integers(1, Q + 1)))
+    finally:
+        ranking._DEFAULT_PAIRS_PER_CHUNK, ranking._PREFIX_FRACTION = saved
+    assert_same(got, reference_ranking(d, qp, gp, qc, gc, remove_same_camera=remove))
+
+
+@given(Q=st.integers(1, 8), G=st.integers(2, 20), seed=st.integers(0, 2**16))
+def test_hypothesis_gallery_permutation_invariance_without_ties(Q, G, seed):
+    """Without ties the gallery order is irrelevant: permuting the columns (and their ids)
+    gives bit-identical metrics."""
+    rng = np.random.default_rng(seed)
+    d, qp, gp, qc, gc = random_case(rng, Q, G, ids=3, cams=2)
+    perm = rng.permutation(G)
+    a = quiet(evaluate_ranking, d, qp, gp, qc, gc)
+    b = quiet(evaluate_ranking, d[:, perm], qp, gp[perm], qc, gc[perm])
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    assert (a.mAP, a.mINP, a.num_valid_queries) == (b.mAP, b.mINP, b.num_valid_queries)
+
+
+@pytest.mark.parametrize("prefix", [0.0, 0.05, 0.2, 0.5])
+def test_partial_sort_rows_inside_and_beyond_the_prefix(prefix, monkeypatch):
+    """Identity-structured distances (most queries near their matches, some far): the
+    partial sort (near rows) and the full sort (far rows) give the reference's numbers."""
+    import xreid.metrics.ranking as ranking
+
+    monkeypatch.setattr(ranking, "_PREFIX_FRACTION", prefix)
+    rng = np.random.default_rng(11)
+    qp, gp = rng.integers(0, 8, 40), rng.integers(0, 8, 300)
+    qc, gc = rng.integers(0, 3, 40), rng.integers(0, 3, 300)
+    d = rng.random((40, 300)) + 0.8 * (qp[:, None] != gp[None, :])
+    d[::5] = rng.random((8, 300))  # every fifth query: matches anywhere in the row
+    d = d.astype(np.float32)
+    for remove in (True, False):
+        got = evaluate_ranking(d, qp, gp, qc, gc, remove_same_camera=remove, chunk_size=16)
+        assert_same(got, reference_ranking(d, qp, gp, qc, gc, remove_same_camera=remove))
+
+
+def test_thread_count_is_restored_after_success_and_error():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate_ranking(*random_case(np.random.default_rng(12), 6, 9))
+        assert torch.get_num_threads() == 2
+        bad = np.zeros((3, 4))
+        bad[2, 1] = np.nan
+        with pytest.raises(ValueError, match="distmat"):
+            evaluate_ranking(bad, np.zeros(3, int), np.zeros(4, int), np.zeros(3, int),
+                             np.ones(4, int))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

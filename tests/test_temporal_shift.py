@@ -74,7 +74,7 @@ def test_paper_equation_5_channels():
 
 
 def test_not_the_official_in_place_bug():
-    # the official in-place copy sends frame 0's first fold to every frame (notes §1.4)
+    # the official in-place copy sends frame 0's first fold to every frame (docs/differences.md)
     x = torch.randn(2, 6, 3, 8)
     out = temporal_shift(x)
     for t in range(1, 6):

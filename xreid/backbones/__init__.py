@@ -10,13 +10,30 @@ from __future__ import annotations
 
 from xreid.backbones.base import FrameEncoder, FrameTokens
 from xreid.backbones.factory import build_backbone, list_backbones
-from xreid.backbones.weights import read_checkpoint, resample_pos_embed, to_canonical
+from xreid.backbones.openclip_vit import OpenCLIPViT
+from xreid.backbones.timm_vit import TimmCLIPViT
+from xreid.backbones.tiny import QuickGELU, TinyViT
+from xreid.backbones.weights import (
+    canonical_to_openai,
+    load_into,
+    openai_to_canonical,
+    read_checkpoint,
+    resample_pos_embed,
+    to_canonical,
+)
 
 __all__ = [
     "FrameEncoder",
     "FrameTokens",
+    "OpenCLIPViT",
+    "QuickGELU",
+    "TimmCLIPViT",
+    "TinyViT",
     "build_backbone",
+    "canonical_to_openai",
     "list_backbones",
+    "load_into",
+    "openai_to_canonical",
     "read_checkpoint",
     "resample_pos_embed",
     "to_canonical",

@@ -7,7 +7,7 @@ through CLIP's projection (``ln_post(x)[:, 0] @ proj``). Frames are flattened in
 (row ``b*T + t``) and encoded independently, so one clip's output never depends on the other
 clips of the batch.
 
-Forward pass (official-code-notes §1.3, ``model/clip/model.py`` L218-240 of the authors' code)::
+Forward pass (as the authors' code; ``docs/differences.md``, "Backbone and camera embedding")::
 
     x = [CLS; patch_embed(frame)] + pos_embed          (B*T, 1+N, D)
     x[:, 0] += camera_coef * camera_embed[camera]      SIE, [CLS] only (when cameras given)

@@ -77,7 +77,7 @@ def build_backbone(
             ``vit_base_patch16_clip_quickgelu_224``; D=768, d=512),
             ``"clip-vit-b16-openclip"`` (the same via open_clip ``ViT-B-16-quickgelu``; same
             outputs for the same weights) or ``"tiny"`` (a small randomly initialised
-            CLIP-style ViT in pure torch: D=64, 2 blocks, 4 heads, patch 8, d=32).
+            CLIP-style ViT in pure torch: D=96, 3 blocks, 4 heads, patch 8, d=32).
         img_size: (H, W) of the frames, multiples of the patch size; 288x144 with patch 16
             gives an 18x9 grid, N=162.
         weights: a local checkpoint file (OpenAI TorchScript ``ViT-B-16.pt``, an open_clip /

@@ -22,6 +22,8 @@ from xreid.backbones.base import FrameEncoder
 __all__ = ["QuickGELU", "TinyViT"]
 
 
+# Equal to timm.layers.QuickGELU (tests/test_timm_equivalence.py); kept so that the tiny
+# backbone imports torch only.
 class QuickGELU(nn.Module):
     """``x * sigmoid(1.702 x)``, the activation OpenAI CLIP was trained with."""
 

@@ -1,6 +1,7 @@
 """Local checkpoint reading, key conversion and positional-embedding resampling.
 
-Nothing here touches the network, and nothing imports timm or open_clip.
+Nothing here touches the network. Importing this module imports neither timm nor open_clip;
+:func:`resample_pos_embed` calls timm's resampler when a grid actually changes.
 
 **Canonical names.** Every checkpoint is first converted to timm's ``VisionTransformer``
 names (the ``"tiny"`` backbone's own names)::
@@ -59,7 +60,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from xreid._validation import load_error_reason
 
@@ -302,7 +302,9 @@ def resample_pos_embed(
     Returns:
         (1, P+gh*gw, D) or (P+gh*gw, D) as the input, same dtype: the patch rows reshaped
         row-major to ``old_grid`` and interpolated with ``F.interpolate(mode="bilinear",
-        align_corners=False, antialias=False)`` in float32.
+        align_corners=False, antialias=False)`` in float32 (``timm.layers.
+        resample_abs_pos_embed`` with those settings; timm's defaults, bicubic with antialias,
+        differ from the authors' resize).
     """
     squeeze = pos_embed.dim() == 2
     pe = pos_embed.unsqueeze(0) if squeeze else pos_embed
@@ -311,8 +313,7 @@ def resample_pos_embed(
             f"pos_embed: expected a (1, P+N, D) or (P+N, D) tensor, got shape "
             f"{tuple(pos_embed.shape)}"
         )
-    prefix, grid = pe[:, :num_prefix_tokens], pe[:, num_prefix_tokens:]
-    n, d = grid.shape[1], grid.shape[2]
+    n = max(pe.shape[1] - num_prefix_tokens, 0)
     if old_grid is None:
         side = math.isqrt(n)
         if side * side != n:
@@ -328,10 +329,13 @@ def resample_pos_embed(
     new_grid = (int(new_grid[0]), int(new_grid[1]))
     if (gh, gw) == new_grid:
         return pos_embed
-    x = grid.reshape(1, gh, gw, d).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=new_grid, mode="bilinear", align_corners=False, antialias=False)
-    x = x.permute(0, 2, 3, 1).reshape(1, new_grid[0] * new_grid[1], d).to(pe.dtype)
-    out = torch.cat([prefix, x], dim=1)
+    # timm's resampler (imported here, only when a grid really changes): float32, bilinear,
+    # align_corners=False, no antialias; bit-identical to xreid's former own code (tested)
+    from timm.layers import resample_abs_pos_embed
+
+    out = resample_abs_pos_embed(pe, list(new_grid), [gh, gw],
+                                 num_prefix_tokens=num_prefix_tokens,
+                                 interpolation="bilinear", antialias=False, align_corners=False)
     return out[0] if squeeze else out
 
 

@@ -1,6 +1,6 @@
 """Data: dataset readers, synthetic datasets, frame sampling, clip transforms, samplers.
 
-Readers of the real on-disk layouts (``reference/datasets.md``):
+Readers of the real on-disk layouts (``docs/datasets.md``):
 :class:`HITSZVCM` and :class:`BUPTCampus` give :class:`Tracklet` lists for training and for the
 query/gallery of each direction (``"i2v"``, ``"v2i"``). :func:`make_synthetic_hitsz_vcm` and
 :func:`make_synthetic_bupt_campus` write small learnable datasets in the same layouts.
@@ -25,26 +25,38 @@ from xreid.data._base import DIRECTIONS
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
 from xreid.data.folder import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
     FolderTracklet,
     FolderVVI,
     TrackletClipDataset,
     TrackletFolder,
     collate_clips,
+    count_video_frames,
+    natural_key,
+    parse_modality,
     read_video_frames,
 )
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
-from xreid.data.synthetic import make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
+from xreid.data.synthetic import (
+    GENERATOR_VERSION,
+    make_synthetic_bupt_campus,
+    make_synthetic_hitsz_vcm,
+)
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
-from xreid.data.transforms import NORMALIZATIONS, ClipTransform
+from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normalization
 
 __all__ = [
     "BUPT_CAMERAS",
     "DIRECTIONS",
+    "GENERATOR_VERSION",
     "HITSZVCM",
+    "IMAGE_EXTENSIONS",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
+    "VIDEO_EXTENSIONS",
     "BUPTCampus",
     "ClipTransform",
     "CrossModalIdentitySampler",
@@ -57,13 +69,17 @@ __all__ = [
     "TrackletFolder",
     "VideoClipDataset",
     "collate_clips",
+    "count_video_frames",
     "decode_vcm_name",
     "item_seed",
     "load_frame",
     "make_synthetic_bupt_campus",
     "make_synthetic_hitsz_vcm",
     "modality_name",
+    "natural_key",
     "num_dense_clips",
+    "parse_modality",
     "read_video_frames",
+    "resolve_normalization",
     "sample_frame_indices",
 ]

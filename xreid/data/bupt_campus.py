@@ -1,6 +1,6 @@
 """Reader of the BUPTCampus video visible-infrared benchmark (AuxNet, TIFS 2023/24).
 
-On-disk layout (``reference/datasets.md`` §2)::
+On-disk layout (``docs/datasets.md``, "BUPTCampus")::
 
     <root>/DATA/<pid>/<IR|RGB|FakeIR>/<cam>/<pid>_<MOD>_<cam>_<tid>_<frame>.jpg
     <root>/data_paths.json   pid -> "IR"|"RGB" -> camera -> tracklet id -> [path rel. to DATA/]

@@ -1,6 +1,6 @@
 """Reader of the HITSZ-VCM video visible-infrared benchmark (MITML, CVPR 2022).
 
-On-disk layout (``reference/datasets.md`` §1; the three variants are all accepted)::
+On-disk layout (``docs/datasets.md``, "HITSZ-VCM"; the three variants are all accepted)::
 
     <root>/info/{train_name,track_train_info,test_name,track_test_info,query_IDX}.txt
     <root>/Train/<pid4>/<ir|rgb>/D<cam>/<frame>.jpg      (training rows)

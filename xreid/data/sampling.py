@@ -8,7 +8,7 @@ Modes (``n`` frames in the tracklet, ``T`` = ``num_frames``):
     ``n < T`` a segment can be empty; it then holds the single frame ``floor(t*n/T)``, so the
     clip repeats frames in order. The authors' version splits into ``ceil(n/T)``-sized chunks
     and pads the list with the last frame, which spends up to T-1 picks on the last frame for
-    ``n`` slightly above T (``official-code-notes.md`` §2.2); the equal segments avoid that skew.
+    ``n`` slightly above T (``docs/differences.md``, "Frame sampling"); equal segments avoid it.
 ``"chunk_first"`` (test; X-ReID ``rrs_test``, MITML)
     Chunks of ``c = ceil(n/T)`` frames, first frame of each, clamped to ``n-1``:
     ``min(t*c, n-1)``. n=24, T=10 -> [0,3,6,9,12,15,18,21,23,23]. This reproduces the

@@ -34,7 +34,11 @@ from xreid.data._render import (
 )
 from xreid.data.bupt_campus import BUPT_CAMERAS
 
-__all__ = ["make_synthetic_bupt_campus", "make_synthetic_hitsz_vcm"]
+__all__ = ["GENERATOR_VERSION", "make_synthetic_bupt_campus", "make_synthetic_hitsz_vcm"]
+
+# Bump whenever a change to the generators or the renderer changes the files written for the
+# same arguments: caches keyed by it (``xreid.engine.trainer.build_reader``) are regenerated.
+GENERATOR_VERSION = 1
 
 _MARKER = ".xreid-synthetic.json"
 _VCM_LAYOUTS = ("default", "mitml", "flat")
@@ -94,6 +98,7 @@ def _prepare_root(root: str | PathLike[str], overwrite: bool, params: dict[str, 
                                       "marker, so it is not replaced even with overwrite=True")
             shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
+    params = {**params, "generator_version": GENERATOR_VERSION}
     (path / _MARKER).write_text(json.dumps(params, indent=1, sort_keys=True) + "\n")
     return path
 

@@ -9,7 +9,7 @@ Presets (``TrainConfig.preset(name)``):
   30 and 50, 60 epochs; SII + LII (S = 2) + CII; Eq. 10 with unit weights; momentum 0.2;
   one memory initialisation from the pre-trained encoder. Where the paper is silent the
   authors' code is followed (per-parameter LR factors, weight decay, camera embedding).
-* ``"official"``: the authors' released setup (official-code-notes §5, §8): 30 epochs of 300
+* ``"official"``: the authors' released setup (``docs/differences.md``): 30 epochs of 300
   iterations, milestones never reached, SII only (2 blocks, detached), frame ID losses,
   0.25 ID weight, momentum 0.1, hard sample of either modality, memory rebuilt every epoch,
   ImageNet normalisation, no random crop. The clear bugs are not reproduced (the shift is

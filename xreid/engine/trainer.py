@@ -198,6 +198,7 @@ def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
 def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
     from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
+    from xreid.data.synthetic import GENERATOR_VERSION
 
     if cfg.dataset == "hitsz-vcm":
         return HITSZVCM(cfg.root, min_len=cfg.min_len)
@@ -214,7 +215,7 @@ def build_reader(cfg: TrainConfig) -> Any:
     sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
     params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
     marker = root / ".xreid-complete"
-    stamp = json.dumps(params, sort_keys=True)
+    stamp = json.dumps({**params, "generator_version": GENERATOR_VERSION}, sort_keys=True)
     if not marker.exists() or marker.read_text().strip() != stamp:
         if root.exists() and any(root.iterdir()) and not marker.exists():
             raise ValueError(

@@ -176,6 +176,8 @@ class _KeyNormAttention(torch.autograd.Function):
         return grad_q, grad_y, grad_w, grad_b, None
 
 
+# DropPath and Mlp equal timm.layers' (tests/test_timm_equivalence.py) but stay here: timm
+# imports torchvision, and xreid.layers needs torch only.
 class DropPath(nn.Module):
     """Stochastic depth per sample (dim 0 of the input): zero a residual branch with
     probability ``p`` in training and rescale the survivors by ``1 / (1 - p)``."""

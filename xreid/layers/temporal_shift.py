@@ -14,9 +14,9 @@ exactly Eq. 5: ``[z_{t-1}(1:D/4); z_{t+1}(D/4+1:D/2); z_t(D/2+1:D)]``.
 
 Why a custom :class:`torch.autograd.Function`: autograd through slice assignments or
 ``torch.cat`` of slices allocates a full-size gradient per slice (10-15x the cost of a
-``clone``). The Function's forward allocates one output and
-issues at most five slice copies; its backward is the exact adjoint, also one buffer and a
-few slice copies. The adjoint is itself a Function whose backward is the shift, so the op is
+``clone``; ``docs/performance.md``, "Design notes"). The Function's forward allocates one
+output and issues at most five slice copies; its backward is the exact adjoint, also one buffer
+and a few slice copies. The adjoint is itself a Function whose backward is the shift, so the op is
 differentiable any number of times (``gradgradcheck`` passes).
 
 Unlike the official X-ReID code (an in-place copy between overlapping slices, which sends

@@ -7,7 +7,7 @@ memories with a temperature-scaled cosine softmax over all C identities:
 
 each cross-entropy averaged over the batch. The paper writes Eqs. 3-4 without a temperature
 and with a softmax over the P identities of the batch; the authors' code (and this module)
-uses tau = 0.05 and all C identities (official-code-notes §1.2).
+uses tau = 0.05 and all C identities (``docs/differences.md``, "CPC memory and CPCL").
 
 Shapes: features (B, d), labels (B,) in [0, C), visible (C, d), infrared (C, d) -> scalar.
 The loss is computed in float32 with autocast disabled (a bf16 cosine divided by tau = 0.05

@@ -20,7 +20,7 @@ Presets:
 
 - :meth:`XReIDLoss.paper`: Eq. 10 as printed: cpcl = triplet = id = cmcl = 1, frame_id = 0,
   margin 0.3, no label smoothing.
-- :meth:`XReIDLoss.official`: the authors' released code (official-code-notes §1.8):
+- :meth:`XReIDLoss.official`: the authors' released code (``docs/differences.md``, "Losses"):
   ``0.25 * (CE_clip + CE_sii) + (Tri_cls + Tri_proj + Tri_sii) + CPCL_rgb + CPCL_ir
   + (CE_frame_clip + CE_frame_sii) / T``, i.e. id = 0.25, triplet = 1, cpcl = 1,
   frame_id = 1 / T (T = ``num_frames``, 10), cmcl = 0 (CII/CMCL are absent from the code),
@@ -146,7 +146,7 @@ class XReIDLoss(nn.Module):
 
     @classmethod
     def official(cls, num_frames: int = 10) -> XReIDLoss:
-        """The authors' code (official-code-notes §1.8): id 0.25, triplet 1, cpcl 1,
+        """The authors' code (``docs/differences.md``, "Losses"): id 0.25, triplet 1, cpcl 1,
         frame_id 1 / ``num_frames``, cmcl 0, margin 0.3, no label smoothing."""
         if not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames: expected an int >= 1, got {num_frames!r}")

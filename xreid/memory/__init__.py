@@ -1,1 +1,24 @@
-"""xreid.memory."""
+"""xreid.memory: the cross-modality prototype memories of CPC (Eqs. 1-2).
+
+* :class:`CrossModalPrototypeMemory` (``CPCMemory``): the visible and infrared prototype
+  tables, their hard-sample momentum update and the CPCL logits;
+* :func:`build_memory`: initialises the tables from a model's features over a loader
+  (:func:`extract_features`, :func:`default_feature_fn`, :data:`FeatureFn`).
+
+Importing this package needs torch only. See ``docs/losses_and_memory.md``.
+"""
+
+from __future__ import annotations
+
+from xreid.memory.build import FeatureFn, build_memory, default_feature_fn, extract_features
+from xreid.memory.prototype_memory import CPCMemory, CrossModalPrototypeMemory, HardSelection
+
+__all__ = [
+    "CPCMemory",
+    "CrossModalPrototypeMemory",
+    "FeatureFn",
+    "HardSelection",
+    "build_memory",
+    "default_feature_fn",
+    "extract_features",
+]

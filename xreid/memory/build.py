@@ -7,7 +7,7 @@ the start of every epoch. :func:`build_memory` serves both: call it once before 
 at the start of every epoch with ``memory=`` the existing memory.
 
 Unlike the authors' code (which extracts in whatever mode the model happens to be in, see
-official-code-notes §1.1 and §6.4), extraction always runs with every submodule in ``eval()``
+``docs/differences.md``), extraction always runs with every submodule in ``eval()``
 and under ``torch.no_grad()``; each submodule's previous ``training`` flag is restored
 afterwards, even on error.
 

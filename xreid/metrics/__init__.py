@@ -1,8 +1,8 @@
 """Evaluation for video visible-infrared re-id (``xreid.metrics``).
 
 * :func:`evaluate_ranking` -> :class:`RankingResult`: exact CMC / mAP / mINP from a distance
-  matrix (stable ties, same-pid-same-camera junk removal, counting instead of sorting,
-  chunked, deterministic).
+  matrix (stable ties, same-pid-same-camera junk removal, only the query identity's entries
+  ranked against a value sort of the row, chunked, deterministic).
 * :func:`compute_distance` (and :func:`euclidean_distance`, :func:`squared_euclidean_distance`,
   :func:`cosine_distance`): chunked distance matrices from embeddings.
 * :func:`re_ranking`: k-reciprocal re-ranking (Zhong et al. 2017).
@@ -18,11 +18,12 @@ from xreid.metrics.distance import (
     compute_distance,
     cosine_distance,
     euclidean_distance,
+    resolve_metric,
     squared_euclidean_distance,
 )
-from xreid.metrics.extract import ExtractedFeatures, extract_features
+from xreid.metrics.extract import ExtractedFeatures, Progress, extract_features, report_progress
 from xreid.metrics.plot import plot_cmc
-from xreid.metrics.ranking import RankingResult, evaluate_ranking
+from xreid.metrics.ranking import RankingResult, as_tensor, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 from xreid.metrics.runner import (
     DIRECTIONS,
@@ -39,7 +40,9 @@ __all__ = [
     "DirectionMetrics",
     "EvaluationResult",
     "ExtractedFeatures",
+    "Progress",
     "RankingResult",
+    "as_tensor",
     "compute_distance",
     "cosine_distance",
     "euclidean_distance",
@@ -48,5 +51,7 @@ __all__ = [
     "extract_features",
     "plot_cmc",
     "re_ranking",
+    "report_progress",
+    "resolve_metric",
     "squared_euclidean_distance",
 ]

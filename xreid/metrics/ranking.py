@@ -1,4 +1,4 @@
-"""Exact CMC / mAP / mINP from a query x gallery distance matrix, without a per-query sort.
+"""Exact CMC / mAP / mINP from a query x gallery distance matrix, without an argsort.
 
 The semantics are the torchreid / X-ReID ``eval_func`` ("Market-1501") rule, made exact and
 deterministic:
@@ -13,25 +13,31 @@ deterministic:
    (non-interpolated); INP = P / rank_P (rank of the last match); averages over the valid
    queries.
 
-Algorithm (counting, no full sort). For one query let the matches, ordered by
-``(distance, gallery index)``, be p_1 < ... < p_P. A non-match n is ranked ahead of p_k iff
-fewer than k matches are ranked ahead of n, so with ``b(n) = #{matches ahead of n}``::
+Algorithm (counting; no argsort). Only the gallery entries of the query's own identity
+(matches and junk, S per query, S << G) need a rank. An entry n is ranked ahead of m iff
+``(d[n], n) < (d[m], m)``, so with one *value* sort of each row::
 
-    rank_k = k + #{non-matches n : b(n) < k} = k + cumsum(histogram(b))[k - 1]
+    ahead(m) = searchsorted(sorted_row, d[m], "left") + #{n < m : d[n] == d[m]}
 
-``b(n)`` is a ``searchsorted`` of the distance into the query's sorted match distances;
-a non-match whose distance equals a match distance is resolved exactly by gallery index
-(second ``searchsorted`` on a composite integer key, only for those tied entries). Junk entries
-are neither matches nor non-matches. Only the P matches of each row are sorted, so a chunk of q
-queries costs O(q * G * log P) instead of O(q * G * log G). Every count is an integer
-(``bincount`` and integer ``cumsum``), so the result is identical under
-``torch.use_deterministic_algorithms(True)``, on CPU and CUDA, for any ``chunk_size``.
+and, listing the identity's entries by ``(distance, index)`` with junk flags j_1, j_2, ...,
+the rank of the s-th entry after junk removal is ``1 + ahead - (j_1 + ... + j_{s-1})``.
+The second term of ``ahead`` is needed only for an entry whose distance occurs twice in the
+row (rare with real features) and is counted pair by pair. A value sort is much cheaper than
+an argsort (numpy's vectorised sort on CPU, ``torch.sort`` elsewhere), and on CPU only the
+rows whose identity reaches beyond their ``G / 5`` smallest distances are sorted in full;
+the others are partitioned (linear time) and sort those G / 5 values only. Every other step
+is O(q * S) per chunk of q queries. Every count is an integer, so the result is identical
+under ``torch.use_deterministic_algorithms(True)``, on CPU and CUDA, for any ``chunk_size``.
+The authors' evaluator argsorts the whole matrix and loops over the queries in Python; see
+``docs/performance.md`` for the comparison.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -42,9 +48,13 @@ from xreid._validation import shape_str
 __all__ = ["RankingResult", "as_tensor", "evaluate_ranking"]
 
 # Target number of (query, gallery) pairs per chunk when ``chunk_size`` is None:
-# 2**21 pairs * ~40 bytes = ~80 MB of temporaries (see ``evaluate_ranking``). Fewer, larger
-# chunks also mean fewer parallel regions, which matters on a loaded machine.
+# a sorted copy of 2**21 distances is 8-16 MB (see ``evaluate_ranking``); the same budget
+# bounds the blocks of tie resolution (pairs x G booleans).
 _DEFAULT_PAIRS_PER_CHUNK = 2**21
+
+# On CPU a row is sorted only up to its ``G * _PREFIX_FRACTION`` smallest distances when the
+# query identity's farthest entry lies among them (see ``_count_smaller_cpu``).
+_PREFIX_FRACTION = 0.2
 
 
 class RankingResult(NamedTuple):
@@ -133,118 +143,163 @@ def _check_positive_int(x: object, name: str) -> int:
 
 
 # ------------------------------------------------------------------------------- the core
-class _Totals:
-    """Integer / float64 accumulators over chunks (kept on the distmat's device)."""
+class _GalleryGroups:
+    """The gallery indices of every identity, ascending, in a padded table.
 
-    def __init__(self, max_rank: int, device: torch.device) -> None:
-        self.max_rank = max_rank
-        # first_hist[r] = number of valid queries whose first match is at rank r
-        # (r = 1..max_rank; rank > max_rank goes to bin max_rank + 1; bin 0 unused)
-        self.first_hist = torch.zeros(max_rank + 2, dtype=torch.long, device=device)
-        # per-chunk AP / INP of the valid queries, summed once at the end (in query order,
-        # so the result does not depend on the chunking)
-        self.ap: list[torch.Tensor] = []
-        self.inp: list[torch.Tensor] = []
+    ``table[rows(q_pids)] -> (q, S)`` gallery indices of the query's identity (padding
+    ``G``), S the largest identity group of the gallery; built once per call in O(G log G).
+    """
+
+    def __init__(self, g_pids: torch.Tensor) -> None:
+        G = g_pids.numel()
+        device = g_pids.device
+        order = torch.sort(g_pids, stable=True).indices  # ascending gallery index per pid
+        self.pids, counts = torch.unique_consecutive(g_pids[order], return_counts=True)
+        self.width = int(counts.max()) if G else 0
+        starts = torch.cumsum(counts, 0) - counts
+        group = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)
+        slot = torch.arange(G, device=device) - starts[group]
+        # one padding row at the end for query pids that are absent from the gallery
+        self.table = torch.full((len(counts) + 1, self.width), G, dtype=torch.long,
+                                device=device)
+        self.table[group, slot] = order
+        self.size = G
+
+    def rows(self, q_pids: torch.Tensor) -> torch.Tensor:
+        """Row of ``table`` for each query identity (the padding row if absent)."""
+        at = torch.searchsorted(self.pids, q_pids).clamp_(max=max(len(self.pids) - 1, 0))
+        return torch.where(self.pids.index_select(0, at) == q_pids, at, len(self.pids))
 
 
-def _rank_chunk(
+def _count_smaller_cpu(d: np.ndarray, probe: np.ndarray, valid: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: entries of ``d`` smaller than / equal to each valid ``probe`` (numpy, CPU).
+
+    The probes of a row are at most its largest valid probe ``t``. With the row partitioned
+    at ``K`` (``np.partition``, linear time), every entry ``<= t`` lies in the first K slots
+    whenever the (K+1)-th smallest value exceeds ``t``; such rows sort only those K values.
+    The other rows (a far-away match) are sorted in full.
+    """
+    q, G = d.shape
+    k = int(G * _PREFIX_FRACTION)
+    if not 0 < k < G - 1:
+        rows_sorted = [(np.arange(q), np.sort(d, axis=1))]
+    else:
+        reach = np.where(valid, probe, -np.inf).max(axis=1)
+        part = np.partition(d, k, axis=1)
+        inside = part[:, k] > reach
+        near, far = np.flatnonzero(inside), np.flatnonzero(~inside)
+        rows_sorted = [(near, np.sort(part[near, :k], axis=1)), (far, np.sort(d[far], axis=1))]
+        del part
+    smaller = np.zeros(probe.shape, dtype=np.int64)
+    equal = np.zeros(probe.shape, dtype=np.int64)
+    # numpy, row by row: S probes per row are cheap, and no parallel region is opened (torch's
+    # batched searchsorted spins its intra-op threads, very slow on a loaded machine)
+    for rows, srt in rows_sorted:
+        for i, r in enumerate(rows.tolist()):
+            smaller[r] = np.searchsorted(srt[i], probe[r], side="left")
+            equal[r] = np.searchsorted(srt[i], probe[r], side="right") - smaller[r]
+    return smaller, equal
+
+
+def _count_ahead(d: torch.Tensor, members: torch.Tensor, member_d: torch.Tensor,
+                 valid: torch.Tensor) -> torch.Tensor:
+    """``ahead[r, s]`` = gallery entries ranked ahead of ``members[r, s]`` in row ``r``.
+
+    An entry n is ahead of m iff ``(d[n], n) < (d[m], m)``. A value sort of each row (on CPU
+    a partial one, see :func:`_count_smaller_cpu`) gives the strictly smaller distances by
+    ``searchsorted``; entries with the very same distance (rare with real features) are
+    counted by gallery index, pair by pair.
+    Raises ``ValueError`` if the chunk holds NaN or infinity.
+    """
+    probe = member_d.masked_fill(~valid, 0.0)  # padding slots: any finite value
+    if d.device.type == "cpu":  # numpy's vectorised sort and partition are much faster
+        x = d.detach().numpy()
+        # min and max propagate NaN and see both infinities, without a temporary
+        if not (np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise ValueError("distmat: expected finite distances, got NaN or inf")
+        lo, eq = _count_smaller_cpu(x, probe.numpy(), valid.numpy())
+        ahead, equal = torch.from_numpy(lo), torch.from_numpy(eq)
+    else:
+        if not bool(torch.isfinite(d).all()):
+            raise ValueError("distmat: expected finite distances, got NaN or inf")
+        srt = torch.sort(d, dim=1).values
+        ahead = torch.searchsorted(srt, probe, side="left")
+        equal = torch.searchsorted(srt, probe, side="right") - ahead
+        del srt
+    tied = (equal > 1) & valid  # another entry has exactly this distance
+    if bool(tied.any()):
+        tr, ts = tied.nonzero(as_tuple=True)
+        G = d.shape[1]
+        cols = torch.arange(G, device=d.device)
+        step = max(1, _DEFAULT_PAIRS_PER_CHUNK // max(G, 1))
+        for s in range(0, tr.numel(), step):  # bounded memory: step x G booleans
+            r, c = tr[s : s + step], ts[s : s + step]
+            same = d[r] == member_d[r, c][:, None]
+            same &= cols[None, :] < members[r, c][:, None]
+            ahead[r, c] += same.sum(dim=1)
+    return ahead
+
+
+def _identity_entries(
     d: torch.Tensor,
-    q_pids: torch.Tensor,
-    g_pids: torch.Tensor,
+    members: torch.Tensor,
+    groups: _GalleryGroups,
     q_cams: torch.Tensor | None,
     g_cams: torch.Tensor | None,
-    totals: _Totals,
-) -> None:
-    """Accumulate the metrics of one chunk of queries. ``d``: (q, G) float, finite."""
-    q, G = d.shape
-    device = d.device
-    negative = q_pids[:, None] != g_pids[None, :]  # (q, G) non-matches (never junk)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gallery entries of each query's identity (matches and junk), (q, S) each:
+    ``members`` (gallery index, padding G, in gallery order on input), their distances
+    (padding +inf), ``valid`` and ``junk``, ordered by (distance, gallery index)."""
+    G = groups.size
+    valid = members < G
+    same_d = d.gather(1, members.clamp(max=G - 1)).masked_fill_(~valid, math.inf)
+    # the table is in gallery order, so a stable sort by distance orders by (distance,
+    # index); the padding (+inf) stays last
+    same_d, perm = torch.sort(same_d, dim=1, stable=True)
+    members = members.gather(1, perm)
+    valid = valid.gather(1, perm)
     if q_cams is not None and g_cams is not None:
-        match = (q_cams[:, None] != g_cams[None, :]).logical_and_(~negative)
+        cams = g_cams.index_select(0, members.clamp(max=G - 1).view(-1)).view(members.shape)
+        junk = valid & (cams == q_cams[:, None])
     else:
-        match = ~negative
-    num_pos = match.sum(dim=1)  # (q,)
-    p_max = int(num_pos.max())
-    if p_max == 0:
-        return
+        junk = torch.zeros_like(valid)
+    return members, same_d, valid, junk
 
-    # Sorted match distances per row, padded with +inf: (q, p_max), and their gallery indices
-    # (padding index G). Gathered in gallery order, then a stable sort: (distance, index).
-    rows, cols = match.nonzero(as_tuple=True)
-    del match
-    starts = torch.cumsum(num_pos, 0) - num_pos
-    slot = torch.arange(rows.numel(), device=device) - starts[rows]
-    pos_d = d.new_full((q, p_max), math.inf)
-    pos_d[rows, slot] = d[rows, cols]
-    pos_i = torch.full((q, p_max), G, dtype=torch.long, device=device)
-    pos_i[rows, slot] = cols
-    del rows, cols, slot, starts
-    pos_d, perm = torch.sort(pos_d, dim=1, stable=True)
-    pos_i = pos_i.gather(1, perm)
-    del perm
 
-    # b[r, g] = number of matches with a strictly smaller distance than d[r, g]: (q, G)
-    b = torch.searchsorted(pos_d, d, right=False)
-    # Non-matches tied with a match distance: the matches with the same distance and a
-    # smaller gallery index are also ahead of them.
-    nxt = pos_d.gather(1, b.clamp(max=p_max - 1))
-    tie = nxt == d
-    tie &= negative
-    del nxt
-    if bool(tie.any()):
-        b = _resolve_ties(b, tie, pos_d, pos_i, G)
-    del tie
-
-    # Histogram of b over the non-matches of each row (junk and matches go to a dump bin).
-    width = p_max + 1
-    b.add_(torch.arange(q, device=device)[:, None] * width)
-    b.masked_fill_(~negative, q * width)
-    del negative
-    hist = torch.bincount(b.view(-1), minlength=q * width + 1)[: q * width].view(q, width)
-    del b
-    ahead = torch.cumsum(hist, dim=1)[:, :p_max]  # non-matches ahead of the k-th match
-    k = torch.arange(1, p_max + 1, device=device)
-    rank = ahead + k  # (q, p_max) 1-based rank of the k-th match (valid for k <= P)
-
-    valid = num_pos > 0
+def _scores(ahead: torch.Tensor, valid: torch.Tensor, junk: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per query: AP, INP, rank of the first match and whether it has a match, from the
+    number of gallery entries ahead of each identity entry, (q, S) each."""
+    # Junk ahead of an entry of the same identity are exactly the earlier junk slots.
+    junk_i = junk.long()
+    match = valid & ~junk
+    rank = ahead + 1 - (torch.cumsum(junk_i, dim=1) - junk_i)  # 1-based, junk removed
+    k = torch.cumsum(match.long(), dim=1)  # at a match slot: it is the k-th match
+    num_pos = k[:, -1]
     num_pos_f = num_pos.to(torch.float64)
-    in_range = k[None, :] <= num_pos[:, None]
-    precision = (k.to(torch.float64) / rank.to(torch.float64)).masked_fill_(~in_range, 0.0)
+    precision = (k.to(torch.float64) / rank.to(torch.float64)).masked_fill_(~match, 0.0)
     ap = precision.sum(dim=1) / num_pos_f.clamp(min=1.0)
-    last = rank.gather(1, (num_pos - 1).clamp(min=0)[:, None]).squeeze(1)
-    inp = num_pos_f / last.to(torch.float64)
-    first = rank[:, 0].clamp(max=totals.max_rank + 1)
-
-    totals.ap.append(ap[valid])
-    totals.inp.append(inp[valid])
-    totals.first_hist += torch.bincount(first[valid], minlength=totals.max_rank + 2)
+    last = rank.masked_fill(~match, 0).amax(dim=1)
+    inp = num_pos_f / last.clamp(min=1).to(torch.float64)
+    first = rank.masked_fill(~match, torch.iinfo(torch.long).max).amin(dim=1)
+    return ap, inp, first, num_pos > 0
 
 
-def _resolve_ties(
-    b: torch.Tensor, tie: torch.Tensor, pos_d: torch.Tensor, pos_i: torch.Tensor, G: int
-) -> torch.Tensor:
-    """Exact ``b`` for non-matches whose distance equals a match distance.
-
-    In each row of ``pos_d`` (sorted by (distance, index)) let ``start[j]`` be the first slot
-    holding the value of slot ``j``. The key ``start[j] * (G + 1) + pos_i[j]`` is
-    non-decreasing along the row, and so is ``row * p_max * (G + 1) + key`` over the
-    flattened matrix. For a tied non-match at (r, n) with ``b = start`` of its tie group,
-    searching ``r * p_max * (G + 1) + b * (G + 1) + n`` counts the matches before the group
-    plus those inside it with a smaller gallery index.
-    """
-    q, p_max = pos_d.shape
-    device = b.device
-    slots = torch.arange(p_max, device=device).expand(q, p_max)
-    new_group = torch.ones_like(pos_d, dtype=torch.bool)
-    new_group[:, 1:] = pos_d[:, 1:] != pos_d[:, :-1]
-    start = torch.where(new_group, slots, torch.zeros_like(slots)).cummax(dim=1).values
-    stride = p_max * (G + 1)
-    row_base = torch.arange(q, device=device)[:, None] * stride
-    keys = (row_base + start * (G + 1) + pos_i).view(-1)
-    tr, tc = tie.nonzero(as_tuple=True)
-    values = tr * stride + b[tr, tc] * (G + 1) + tc
-    b[tr, tc] = torch.searchsorted(keys, values) - tr * p_max
-    return b
+@contextlib.contextmanager
+def _serial_torch(device: torch.device) -> Iterator[None]:
+    """On CPU, run torch's (small) ops on one intra-op thread for the duration of the call:
+    the heavy work is numpy's single-threaded sort, and torch's idle workers would spin on
+    the cores it needs. The previous thread count is restored on exit."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def evaluate_ranking(
@@ -279,14 +334,16 @@ def evaluate_ranking(
     Returns:
         :class:`RankingResult` ``(cmc (max_rank,), mAP, mINP, num_valid_queries)``.
 
+    On CPU the (small) torch operations run on one intra-op thread during the call (the
+    previous count is restored); the heavy work is numpy's sort, which is single-threaded.
+
     Ranking is stable: equal distances are ordered by gallery index. Queries with no match
     left are skipped; if none is valid the result is all zeros with ``num_valid_queries=0``
     and a ``RuntimeWarning``.
 
-    Memory: besides ``distmat`` itself, at most about ``40 * chunk_size * G`` bytes of
-    temporaries (boolean masks, an int64 count per pair, one gathered float per pair) plus
-    ``O(chunk_size * P_max)`` for the sorted match distances, P_max the largest number of
-    matches of a query; ~80 MB with the default chunk size, for any Q.
+    Memory: besides ``distmat`` itself, a sorted copy of one chunk (``chunk_size * G``
+    distances) plus ``O(chunk_size * S)`` for the S gallery entries of the query's identity;
+    ~10-20 MB with the default chunk size, for any Q.
 
     Raises:
         ValueError: naming the argument, for a non-2-D or non-finite ``distmat``, id vectors of
@@ -314,19 +371,26 @@ def evaluate_ranking(
         chunk_size = min(1024, max(16, _DEFAULT_PAIRS_PER_CHUNK // max(G, 1)))
     chunk_size = _check_positive_int(chunk_size, "chunk_size")
 
-    totals = _Totals(max_rank, device)
-    with torch.no_grad():
+    # Work in chunks of queries: bounded memory, and every torch op stays small enough to run
+    # without opening a parallel region (idle intra-op threads spin and steal the core the
+    # numpy sort needs on a loaded machine; advanced indexing would open one, index_select
+    # does not).
+    parts: list[tuple[torch.Tensor, ...]] = []
+    with torch.no_grad(), _serial_torch(device):
         if G > 0:
+            groups = _GalleryGroups(g_pids)
+            rows = groups.rows(q_pids)
             for s in range(0, Q, chunk_size):
                 e = min(s + chunk_size, Q)
                 chunk = d[s:e].contiguous()
-                if not bool(torch.isfinite(chunk).all()):
-                    raise ValueError("distmat: expected finite distances, got NaN or inf")
-                _rank_chunk(
-                    chunk, q_pids[s:e], g_pids,
-                    None if q_cams is None else q_cams[s:e], g_cams, totals,
+                members, same_d, valid, junk = _identity_entries(
+                    chunk, groups.table.index_select(0, rows[s:e]), groups,
+                    None if q_cams is None else q_cams[s:e], g_cams,
                 )
-        num_valid = int(totals.first_hist.sum())
+                ahead = _count_ahead(chunk, members, same_d, valid)  # junk included
+                parts.append(_scores(ahead, valid, junk))
+        ap, inp, first, valid_q = (torch.cat(x) for x in zip(*parts)) if parts else [None] * 4
+        num_valid = 0 if valid_q is None else int(valid_q.sum())
         if num_valid == 0:
             warnings.warn(
                 "evaluate_ranking: no query has a match in the gallery (after junk removal); "
@@ -335,11 +399,12 @@ def evaluate_ranking(
                 stacklevel=2,
             )
             return RankingResult(np.zeros(max_rank), 0.0, 0.0, 0)
-        counts = torch.cumsum(totals.first_hist, 0)[1 : max_rank + 1].cpu().numpy()
-        cmc = counts.astype(np.float64) / num_valid
+        first = first[valid_q].clamp(max=max_rank + 1)
+        hist = torch.bincount(first, minlength=max_rank + 2)  # bin r: first match at rank r
+        counts = torch.cumsum(hist, 0)[1 : max_rank + 1].cpu().numpy()
         return RankingResult(
-            cmc,
-            float(torch.cat(totals.ap).sum()) / num_valid,
-            float(torch.cat(totals.inp).sum()) / num_valid,
+            counts.astype(np.float64) / num_valid,
+            float(ap[valid_q].sum()) / num_valid,
+            float(inp[valid_q].sum()) / num_valid,
             num_valid,
         )

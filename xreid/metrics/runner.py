@@ -1,6 +1,6 @@
 """Evaluate a model on a VVI-ReID dataset in both directions (I2V and V2I).
 
-Protocols (``reference/datasets.md`` section 3):
+Protocols (``docs/datasets.md``, "Protocol" of each dataset):
 
 * HITSZ-VCM: I2V = infrared ``query_IDX`` tracklets against the visible rest, V2I = the swap;
   same-pid-same-camera gallery entries are removed (MITML / X-ReID ``eval_func``).

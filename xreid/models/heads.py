@@ -1,8 +1,10 @@
-"""BNNeck and identity classifier heads (as in the authors' code, official-code-notes §1.7)."""
+"""BNNeck and identity classifier heads (as in the authors' code, ``docs/differences.md``)."""
 
 from __future__ import annotations
 
 from torch import nn
+
+__all__ = ["BNNeck", "IdentityClassifier"]
 
 
 class BNNeck(nn.BatchNorm1d):

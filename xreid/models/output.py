@@ -8,6 +8,8 @@ import torch
 
 from xreid.layers.multi_granularity import MIIOutput
 
+__all__ = ["XReIDOutput"]
+
 
 @dataclass
 class XReIDOutput:

@@ -97,7 +97,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper: SII (1 block) + LII (S=2) + CII + CMCL, momentum 0.2, cross-modal hard
     # selection; the paper is silent about detaching, so gradients reach the backbone.
     "paper": {},
-    # The authors' released code (official-code-notes §8): SII only with 2 blocks, detached MII
+    # The authors' released code (docs/differences.md): SII only with 2 blocks, detached MII
     # input, frame-level ID losses, momentum 0.1, hard sample of either modality.
     "official": {
         "sii_depth": 2,

@@ -16,14 +16,21 @@ The two-stage training itself is :mod:`xreid.engine.prompt_stages`.
 
 from __future__ import annotations
 
-from xreid.prompts.learner import DEFAULT_TEMPLATE, PromptLearner
+from xreid.prompts.learner import (
+    DEFAULT_TEMPLATE,
+    PLACEHOLDER,
+    PromptLearner,
+    tokenize_template,
+)
 from xreid.prompts.losses import (
     image_to_text_loss,
     prompt_logits,
+    similarity,
     supervised_contrastive_loss,
     text_to_image_loss,
 )
 from xreid.prompts.text_tower import (
+    TEXT_KEYS,
     TextTowerConfig,
     build_text_tower,
     encode_prompt_embeddings,
@@ -33,6 +40,8 @@ from xreid.prompts.text_tower import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "PLACEHOLDER",
+    "TEXT_KEYS",
     "PromptLearner",
     "TextTowerConfig",
     "build_text_tower",
@@ -41,6 +50,8 @@ __all__ = [
     "image_to_text_loss",
     "load_text_tower",
     "prompt_logits",
+    "similarity",
     "supervised_contrastive_loss",
     "text_to_image_loss",
+    "tokenize_template",
 ]
