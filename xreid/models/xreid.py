@@ -427,3 +427,27 @@ class XReID(nn.Module):
             f"use_cii={c.use_cii}, detach_mii={c.detach_mii}, frame_logits={c.frame_logits}"
         )
 
+
+    # ------------------------------------------------------------------ optimiser hook
+    def parameter_roles(self) -> dict[str, frozenset[str]]:
+        """The learning-rate roles of every parameter, by name (the optimiser's hook).
+
+        ``"classifier"``: the identity classifiers. ``"head"``: everything of the MII branch
+        (the MII blocks, its BNNecks and its classifier) and CII, the parts the authors' code
+        trains at a larger rate (its ``TSM`` parameters). Roles compound in
+        :func:`xreid.engine.build_optimizer`: the MII classifier is both. The backbone and the
+        clip BNNecks have no role. Declared here, by module, so that renaming an attribute
+        cannot silently change a learning rate.
+        """
+        classifier = [getattr(self, n, None)
+                      for n in ("classifier_clip", "classifier_mii", "classifier_clip_frame")]
+        head = [getattr(self, n, None)
+                for n in ("mii", "cii", "bn_mii", "bn_mii_frame", "classifier_mii")]
+        role_of: dict[int, set[str]] = {}
+        for role, modules in (("classifier", classifier), ("head", head)):
+            for module in modules:
+                if module is None:
+                    continue
+                for p in module.parameters():
+                    role_of.setdefault(id(p), set()).add(role)
+        return {name: frozenset(role_of.get(id(p), ())) for name, p in self.named_parameters()}
