@@ -36,6 +36,9 @@ HELP = {
     "clips_per_modality": "clips per identity and modality K",
     "backbone": "tiny | clip-vit-b16 | clip-vit-b16-openclip",
     "weights": "local weights file (OpenAI ViT-B-16.pt, open_clip state dict or safetensors)",
+    "random_init": "allow a CLIP backbone without --weights (random init; smoke tests only)",
+    "min_len": "drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12, "
+               "BUPTCampus 1)",
     "model_preset": "X-ReID heads: paper | official",
     "loss_preset": "Eq. 10 weights: paper | official",
     "memory_init": "CPC memory: once (paper) | every_epoch (authors' code)",

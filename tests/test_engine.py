@@ -214,3 +214,31 @@ def test_train_step_rejects_a_batch_without_the_required_keys():
     with pytest.raises(ValueError, match=r"batch: .*missing \['modality', 'camera'\]"):
         train_step(torch.nn.Linear(1, 1), {"video": torch.zeros(1), "label": torch.zeros(1)},
                    None, None)
+
+
+# ------------------------------------------------------------------ trip hazards (issue 11)
+def test_clip_backbone_without_weights_is_refused(tmp_path):
+    from xreid.engine.trainer import build_model
+
+    cfg = TrainConfig.from_preset("paper", root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"weights: .*ViT-B-16\.pt.*--random-init"):
+        build_model(cfg, 4, 2)
+    cfg = TrainConfig.from_preset("paper", root=str(tmp_path), random_init=True,
+                                  backbone="clip-vit-b16", depth=1)
+    model = build_model(cfg, 4, 2)
+    assert model.num_identities == 4
+
+
+def test_min_len_reaches_both_readers(tmp_path):
+    from xreid.data import make_synthetic_bupt_campus
+    from xreid.engine.trainer import build_reader
+
+    root = tmp_path / "bupt"
+    make_synthetic_bupt_campus(root, num_train_ids=4, num_aux_ids=0, num_test_ids=3,
+                               frames=(2, 9), img_size=(16, 8))
+    default = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root)))
+    longer = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root),
+                                                  min_len=6))
+    assert sum(default.num_dropped.values()) == 0
+    assert sum(longer.num_dropped.values()) > 0
+    assert all(len(t.frames) >= 6 for t in longer.train)

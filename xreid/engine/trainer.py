@@ -119,10 +119,13 @@ def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
     from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
 
+    # min_len None: each reader's own default (HITSZ-VCM 12 as every published loader,
+    # BUPTCampus 1 as the dataset authors' loader)
+    lengths = {} if cfg.min_len is None else {"min_len": cfg.min_len}
     if cfg.dataset == "hitsz-vcm":
-        return HITSZVCM(cfg.root, min_len=cfg.min_len)
+        return HITSZVCM(cfg.root, **lengths)
     if cfg.dataset == "bupt-campus":
-        return BUPTCampus(cfg.root)
+        return BUPTCampus(cfg.root, **lengths)
     name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
     if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
         name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
@@ -144,7 +147,7 @@ def build_reader(cfg: TrainConfig) -> Any:
         (tmp / ".xreid-complete").write_text(stamp + "\n")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)
-    return HITSZVCM(root, min_len=cfg.min_len)
+    return HITSZVCM(root, **lengths)
 
 
 def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.Module:
@@ -152,6 +155,14 @@ def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.M
     from xreid.backbones import build_backbone
     from xreid.models.xreid import XReID
 
+    if cfg.backbone != "tiny" and cfg.weights is None and not cfg.random_init:
+        raise ValueError(
+            f"weights: the {cfg.backbone} backbone needs CLIP's pre-trained weights, got none. "
+            "Download OpenAI's ViT-B-16.pt (the CLIP release) or an open_clip ViT-B-16 "
+            "checkpoint, optionally convert it once with `xreid-convert ViT-B-16.pt "
+            "vitb16.safetensors --img-size 288 144`, and pass --weights PATH; "
+            "--random-init trains from random weights (smoke tests only)"
+        )
     backbone = build_backbone(
         cfg.backbone,
         img_size=tuple(cfg.img_size),
