@@ -354,7 +354,7 @@ class Trainer:
     def initialize_memory(self) -> None:
         """(Re)build the CPC prototypes from the current model (eval mode, no grad)."""
         from xreid.data import ClipTransform, VideoClipDataset
-        from xreid.memory.build import build_memory
+        from xreid.memory.build import extract_features
 
         cfg = self.cfg
         dataset = VideoClipDataset(
@@ -370,9 +370,33 @@ class Trainer:
             shard, batch_size=cfg.memory_batch_size, shuffle=False, num_workers=cfg.num_workers,
         )
         autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-        build_memory(self.core, loader, memory=self.core.memory, device=self.device,
-                     autocast_dtype=autocast_dtype)
+        core = self.core
+        use_cameras = cfg.use_cameras
+
+        def clip_features(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+            # the same clip feature as training's (camera embedding included when used)
+            return model.clip_features(batch["video"], batch["camera"] if use_cameras else None)
+
+        raw, labels, modality = extract_features(core, loader, feature_fn=clip_features,
+                                                 device=self.device,
+                                                 autocast_dtype=autocast_dtype)
+        if not self.memory_initialized and int(core.bn_sequence.num_batches_tracked) == 0:
+            core.calibrate_memory_norm(*self._feature_statistics(raw))
+        with torch.no_grad():
+            core.memory.initialize(core.memory_norm(raw), labels, modality)
         self.memory_initialized = True
+
+    def _feature_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and unbiased variance per column of ``x`` (N, F) over every rank's rows."""
+        x = x.double()
+        stats = torch.cat([x.sum(0), (x * x).sum(0), x.new_tensor([x.shape[0]])])
+        if self.world_size > 1:
+            torch.distributed.all_reduce(stats)
+        f = x.shape[1]
+        n = stats[-1]
+        mean = stats[:f] / n
+        var = (stats[f:2 * f] - n * mean * mean) / (n - 1).clamp_min(1)
+        return mean.float(), var.clamp_min(0).float()
 
     # ----------------------------------------------------------------------- evaluation
     def evaluate(self, tag: str = "eval") -> Any:

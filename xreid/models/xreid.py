@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xreid._validation import check_labels, check_tensor, shape_str
@@ -241,19 +242,25 @@ class XReID(nn.Module):
     def memory_features(
         self, video: torch.Tensor, cameras: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The (B, D + d) clip feature the CPC memory holds: cat(BN(sequence), BN(projected)).
+        """The (B, D + d) feature the CPC memory holds: :meth:`memory_norm` of
+        :meth:`clip_features`.
 
-        Used to initialise the prototypes (paper: from the pre-trained encoder, in eval mode).
-        The authors extract it without the camera embedding; ``cameras`` defaults to None.
+        The same function of the clip in every mode: prototypes are initialised with it
+        (``eval()``), and training's ``XReIDOutput.memory_feature`` (CPCL and the update) is
+        the same expression, so the memory and the samples compared with it live in one
+        feature space (``docs/training.md``, "The memory feature").
         """
+        return self.memory_norm(self.clip_features(video, cameras))
+
+    def clip_features(
+        self, video: torch.Tensor, cameras: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, D + d) = cat(sequence, projected): the clip's TAP [CLS] features before any
+        BNNeck (raw encoder output; the input of :meth:`memory_norm`)."""
         video = self._check_video(video)
         self._check_cameras(cameras, video.shape[0])
         tokens, projected = self._encode(video, cameras)
-        return torch.cat(
-            [self.bn_sequence(tokens[:, :, 0].mean(dim=1)),
-             self.bn_projected(projected.mean(dim=1))],
-            dim=1,
-        )
+        return torch.cat([tokens[:, :, 0].mean(dim=1), projected.mean(dim=1)], dim=1)
 
     def forward(
         self,
@@ -285,6 +292,8 @@ class XReID(nn.Module):
         cls = tokens[:, :, 0]  # (B, T, D)
         sequence = cls.mean(dim=1)
         projected_seq = projected.mean(dim=1)
+        # running statistics as they were before this batch updates them below
+        memory_feature = self.memory_norm(torch.cat([sequence, projected_seq], 1))
         clip_feature = torch.cat([self.bn_sequence(sequence), self.bn_projected(projected_seq)], 1)
 
         mii_tokens = tokens.detach() if self.config.detach_mii else tokens
@@ -311,7 +320,7 @@ class XReID(nn.Module):
         return XReIDOutput(
             sequence=sequence,
             projected=projected_seq,
-            memory_feature=clip_feature,
+            memory_feature=memory_feature,
             triplet_features=(sequence, projected_seq, mii.feature),
             logits=logits,
             frame_logits=frame_logits,
@@ -451,3 +460,34 @@ class XReID(nn.Module):
                 for p in module.parameters():
                     role_of.setdefault(id(p), set()).add(role)
         return {name: frozenset(role_of.get(id(p), ())) for name, p in self.named_parameters()}
+
+    # ------------------------------------------------------------------ the memory feature
+    def memory_norm(self, clip_features: torch.Tensor) -> torch.Tensor:
+        """(B, D + d) -> (B, D + d): the clip BNNecks with their *running* statistics.
+
+        ``cat(BN_seq(sequence), BN_proj(projected))`` as the authors' memory feature, but
+        normalised with the running statistics in every mode (never with the statistics of
+        the current batch), so that a clip has one memory feature whatever batch it is in and
+        whether the model is in ``train()`` or ``eval()``. Gradients flow to the input and
+        to the BNNecks' weights.
+        """
+        d = self.embed_dim
+        parts = []
+        for bn, x in ((self.bn_sequence, clip_features[:, :d]),
+                      (self.bn_projected, clip_features[:, d:])):
+            parts.append(F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                                      training=False, eps=bn.eps))
+        return torch.cat(parts, dim=1)
+
+    @torch.no_grad()
+    def calibrate_memory_norm(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Set the running statistics of the clip BNNecks to ``mean`` / ``var`` (D + d,).
+
+        Called once before the first memory initialisation with the statistics of the
+        training set's :meth:`clip_features`: a fresh BNNeck (running mean 0, variance 1)
+        would leave the features un-centred, and every prototype would point the same way.
+        """
+        d = self.embed_dim
+        for bn, sl in ((self.bn_sequence, slice(0, d)), (self.bn_projected, slice(d, None))):
+            bn.running_mean.copy_(mean[sl])
+            bn.running_var.copy_(var[sl])
