@@ -48,6 +48,7 @@ HELP = {
     "amp": "mixed precision: none | bf16 | fp16",
     "compile": "torch.compile the backbone and MII",
     "output_dir": "where metrics.json, plots, log.jsonl and checkpoint.pt go",
+    "pixel_baseline": "also rank the test split by raw pixels (metrics.json baselines.pixels)",
 }
 
 
@@ -153,9 +154,11 @@ class ConsoleCallbacks(Callbacks):
 def print_summary(metrics: dict[str, Any]) -> None:
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
     print("\n" + f"{'':<14}" + "".join(f"{k:>9}" for k in keys))
-    for tag in ("before", "after", "eval"):
+    rows = {"pixels": metrics.get("baselines", {}).get("pixels", {}),
+            **{tag: metrics.get(tag, {}) for tag in ("before", "after", "eval")}}
+    for tag, values in rows.items():
         for direction in ("i2v", "v2i"):
-            row = metrics.get(tag, {}).get(direction)
+            row = values.get(direction)
             if row:
                 print(f"{tag + ' ' + direction.upper():<14}"
                       + "".join(f"{100 * row[k]:>8.2f}%" for k in keys))

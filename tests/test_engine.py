@@ -135,6 +135,13 @@ def test_cli_demo_writes_every_artifact(tmp_path):
             assert keys <= set(metrics[tag][direction])
             assert all(0.0 <= metrics[tag][direction][k] <= 1.0 for k in keys)
     assert metrics["config"]["epochs"] == 1
+    # the baselines training must beat, next to the results
+    assert metrics["baselines"]["untrained"] == metrics["before"]
+    from xreid.engine.trainer import build_reader
+    from xreid.metrics import pixel_baseline
+
+    pixels = pixel_baseline(build_reader(cfg)).to_dict()
+    assert metrics["baselines"]["pixels"] == pixels
     for name in ("cmc.png", "training_curve.png", "log.jsonl", "checkpoint.pt", "config.json"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "cmc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -152,6 +152,7 @@ class TrainConfig:
     eval_batch_size: int = 16
     eval_sampling: str = "chunk_first"
     eval_before: bool = True
+    pixel_baseline: bool = True  # also rank the test split by raw pixels (metrics "baselines")
     rerank: bool = False
     output_dir: str = "xreid_runs/demo"
     save_every: int = 1  # epochs between checkpoints (the final one is always written)

@@ -497,6 +497,9 @@ class Trainer:
             cfg.save(self.output_dir / "config.json")
         if cfg.eval_before and self.epoch == 0 and "before" not in self.results:
             self.evaluate("before")
+        if (cfg.pixel_baseline and "pixels" not in self.results
+                and "pixels" not in getattr(self, "_restored_results", {})):
+            self.evaluate_pixel_baseline()
         while self.epoch < cfg.epochs:
             epoch = self.epoch
             if cfg.memory_init == "every_epoch" or not self.memory_initialized:
@@ -540,15 +543,39 @@ class Trainer:
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
+    def evaluate_pixel_baseline(self) -> Any:
+        """The raw-pixel ranking of the test split (:func:`xreid.metrics.pixel_baseline`),
+        stored as the result ``"pixels"`` (rank 0; other ranks return None)."""
+        from xreid.metrics import pixel_baseline
+
+        if not self.is_main:
+            return None
+        result = pixel_baseline(self.reader)
+        self.results["pixels"] = result
+        self.callbacks.on_evaluation(self, "pixels", result)
+        return result
+
     def metrics(self) -> dict[str, Any]:
-        """``{"before": {...}, "after": {...}, "config": {...}}`` from the evaluations run."""
+        """``{"before", "after", "baselines", "config"}`` from the evaluations run.
+
+        ``baselines`` holds what training must beat: ``"pixels"`` (raw-pixel ranking) and
+        ``"untrained"`` (the model before training, the same numbers as ``"before"``).
+        """
         out: dict[str, Any] = {}
         restored = getattr(self, "_restored_results", {})
-        for tag in ("before", "after", "eval"):
+
+        def result(tag: str) -> dict[str, Any] | None:
             if tag in self.results:
-                out[tag] = self.results[tag].to_dict()
-            elif tag in restored:
-                out[tag] = restored[tag]
+                return self.results[tag].to_dict()
+            return restored.get(tag)
+
+        for tag in ("before", "after", "eval"):
+            if (r := result(tag)) is not None:
+                out[tag] = r
+        baselines = {name: r for name, tag in (("pixels", "pixels"), ("untrained", "before"))
+                     if (r := result(tag)) is not None}
+        if baselines:
+            out["baselines"] = baselines
         out["config"] = self.cfg.to_dict()
         return out
 
