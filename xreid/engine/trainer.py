@@ -380,14 +380,16 @@ class Trainer:
         raw, labels, modality = extract_features(core, loader, feature_fn=clip_features,
                                                  device=self.device,
                                                  autocast_dtype=autocast_dtype)
-        if not self.memory_initialized and int(core.bn_sequence.num_batches_tracked) == 0:
-            core.calibrate_memory_norm(*self._feature_statistics(raw))
+        # the training batches' memory feature is BN with batch statistics: normalise every
+        # clip with the statistics of the whole training set (every rank's shard)
         with torch.no_grad():
-            core.memory.initialize(core.memory_norm(raw), labels, modality)
+            core.memory.initialize(core.memory_norm(raw, *self._feature_statistics(raw)),
+                                   labels, modality)
         self.memory_initialized = True
 
     def _feature_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and unbiased variance per column of ``x`` (N, F) over every rank's rows."""
+        """Mean and (biased, as BatchNorm) variance per column of ``x`` (N, F) over every
+        rank's rows."""
         x = x.double()
         stats = torch.cat([x.sum(0), (x * x).sum(0), x.new_tensor([x.shape[0]])])
         if self.world_size > 1:
@@ -395,7 +397,7 @@ class Trainer:
         f = x.shape[1]
         n = stats[-1]
         mean = stats[:f] / n
-        var = (stats[f:2 * f] - n * mean * mean) / (n - 1).clamp_min(1)
+        var = stats[f:2 * f] / n - mean * mean
         return mean.float(), var.clamp_min(0).float()
 
     # ----------------------------------------------------------------------- evaluation

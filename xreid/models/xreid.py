@@ -242,13 +242,14 @@ class XReID(nn.Module):
     def memory_features(
         self, video: torch.Tensor, cameras: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The (B, D + d) feature the CPC memory holds: :meth:`memory_norm` of
-        :meth:`clip_features`.
+        """(B, D + d) memory features of a set of clips: :meth:`memory_norm` of
+        :meth:`clip_features` with the statistics of these B clips.
 
-        The same function of the clip in every mode: prototypes are initialised with it
-        (``eval()``), and training's ``XReIDOutput.memory_feature`` (CPCL and the update) is
-        the same expression, so the memory and the samples compared with it live in one
-        feature space (``docs/training.md``, "The memory feature").
+        This is exactly training's ``XReIDOutput.memory_feature`` for a batch (the clip
+        BNNecks with batch statistics), in any mode and without touching the running
+        statistics. To initialise prototypes, normalise every clip with the statistics of the
+        whole training set instead (``memory_norm(raw, mean, var)``, as the trainer does; see
+        ``docs/training.md``, "The memory feature").
         """
         return self.memory_norm(self.clip_features(video, cameras))
 
@@ -292,8 +293,6 @@ class XReID(nn.Module):
         cls = tokens[:, :, 0]  # (B, T, D)
         sequence = cls.mean(dim=1)
         projected_seq = projected.mean(dim=1)
-        # running statistics as they were before this batch updates them below
-        memory_feature = self.memory_norm(torch.cat([sequence, projected_seq], 1))
         clip_feature = torch.cat([self.bn_sequence(sequence), self.bn_projected(projected_seq)], 1)
 
         mii_tokens = tokens.detach() if self.config.detach_mii else tokens
@@ -320,7 +319,7 @@ class XReID(nn.Module):
         return XReIDOutput(
             sequence=sequence,
             projected=projected_seq,
-            memory_feature=memory_feature,
+            memory_feature=clip_feature,
             triplet_features=(sequence, projected_seq, mii.feature),
             logits=logits,
             frame_logits=frame_logits,
@@ -462,32 +461,28 @@ class XReID(nn.Module):
         return {name: frozenset(role_of.get(id(p), ())) for name, p in self.named_parameters()}
 
     # ------------------------------------------------------------------ the memory feature
-    def memory_norm(self, clip_features: torch.Tensor) -> torch.Tensor:
-        """(B, D + d) -> (B, D + d): the clip BNNecks with their *running* statistics.
+    def memory_norm(
+        self,
+        clip_features: torch.Tensor,
+        mean: torch.Tensor | None = None,
+        var: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, D + d) -> (B, D + d): ``cat(BN_seq, BN_proj)`` of raw clip features.
 
-        ``cat(BN_seq(sequence), BN_proj(projected))`` as the authors' memory feature, but
-        normalised with the running statistics in every mode (never with the statistics of
-        the current batch), so that a clip has one memory feature whatever batch it is in and
-        whether the model is in ``train()`` or ``eval()``. Gradients flow to the input and
-        to the BNNecks' weights.
+        The clip BNNecks' affine parameters with the statistics ``mean``/``var`` (D + d,) —
+        by default those of ``clip_features`` itself (biased variance, as BatchNorm in
+        training) — never the running statistics, which are left untouched. With the default
+        this is the memory feature of a training batch; with the training set's statistics
+        it is the same feature for initialising the prototypes.
         """
+        if mean is None or var is None:
+            x = clip_features.float()
+            mean = x.mean(0)
+            var = x.var(0, unbiased=False)
         d = self.embed_dim
         parts = []
-        for bn, x in ((self.bn_sequence, clip_features[:, :d]),
-                      (self.bn_projected, clip_features[:, d:])):
-            parts.append(F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+        for bn, sl in ((self.bn_sequence, slice(0, d)), (self.bn_projected, slice(d, None))):
+            parts.append(F.batch_norm(clip_features[:, sl], mean[sl].to(clip_features.dtype),
+                                      var[sl].to(clip_features.dtype), bn.weight, bn.bias,
                                       training=False, eps=bn.eps))
         return torch.cat(parts, dim=1)
-
-    @torch.no_grad()
-    def calibrate_memory_norm(self, mean: torch.Tensor, var: torch.Tensor) -> None:
-        """Set the running statistics of the clip BNNecks to ``mean`` / ``var`` (D + d,).
-
-        Called once before the first memory initialisation with the statistics of the
-        training set's :meth:`clip_features`: a fresh BNNeck (running mean 0, variance 1)
-        would leave the features un-centred, and every prototype would point the same way.
-        """
-        d = self.embed_dim
-        for bn, sl in ((self.bn_sequence, slice(0, d)), (self.bn_projected, slice(d, None))):
-            bn.running_mean.copy_(mean[sl])
-            bn.running_var.copy_(var[sl])
