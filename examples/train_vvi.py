@@ -38,6 +38,9 @@ HELP = {
     "clips_per_modality": "clips per identity and modality K",
     "backbone": "tiny | clip-vit-b16 | clip-vit-b16-openclip",
     "weights": "local weights file (OpenAI ViT-B-16.pt, open_clip state dict or safetensors)",
+    "random_init": "allow a CLIP backbone without --weights (random init; smoke tests only)",
+    "min_len": "drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12, "
+               "BUPTCampus 1)",
     "model_preset": "X-ReID heads: paper | official",
     "loss_preset": "Eq. 10 weights: paper | official",
     "memory_init": "CPC memory: once (paper) | every_epoch (authors' code)",
@@ -63,6 +66,7 @@ HELP = {
     "prompt_stage1_i2t": "stage-1 image-to-text candidates: batch (CLIP-ReID) | all",
     "prompt_similarity": "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)",
     "prompt_i2t_weight": "weight of the stage-2 image-to-text cross-entropy",
+    "pixel_baseline": "also rank the test split by raw pixels (metrics.json baselines.pixels)",
 }
 
 
@@ -270,9 +274,11 @@ class ConsoleCallbacks(Callbacks):
 def print_summary(metrics: dict[str, Any]) -> None:
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
     print("\n" + f"{'':<14}" + "".join(f"{k:>9}" for k in keys))
-    for tag in ("before", "after", "eval"):
+    rows = {"pixels": metrics.get("baselines", {}).get("pixels", {}),
+            **{tag: metrics.get(tag, {}) for tag in ("before", "after", "eval")}}
+    for tag, values in rows.items():
         for direction in ("i2v", "v2i"):
-            row = metrics.get(tag, {}).get(direction)
+            row = values.get(direction)
             if row:
                 print(f"{tag + ' ' + direction.upper():<14}"
                       + "".join(f"{100 * row[k]:>8.2f}%" for k in keys))

@@ -135,6 +135,13 @@ def test_cli_demo_writes_every_artifact(tmp_path):
             assert keys <= set(metrics[tag][direction])
             assert all(0.0 <= metrics[tag][direction][k] <= 1.0 for k in keys)
     assert metrics["config"]["epochs"] == 1
+    # the baselines training must beat, next to the results
+    assert metrics["baselines"]["untrained"] == metrics["before"]
+    from xreid.engine.trainer import build_reader
+    from xreid.metrics import pixel_baseline
+
+    pixels = pixel_baseline(build_reader(cfg)).to_dict()
+    assert metrics["baselines"]["pixels"] == pixels
     for name in ("cmc.png", "training_curve.png", "log.jsonl", "checkpoint.pt", "config.json"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "cmc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -214,3 +221,31 @@ def test_train_step_rejects_a_batch_without_the_required_keys():
     with pytest.raises(ValueError, match=r"batch: .*missing \['modality', 'camera'\]"):
         train_step(torch.nn.Linear(1, 1), {"video": torch.zeros(1), "label": torch.zeros(1)},
                    None, None)
+
+
+# ------------------------------------------------------------------ trip hazards (issue 11)
+def test_clip_backbone_without_weights_is_refused(tmp_path):
+    from xreid.engine.trainer import build_model
+
+    cfg = TrainConfig.from_preset("paper", root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"weights: .*ViT-B-16\.pt.*--random-init"):
+        build_model(cfg, 4, 2)
+    cfg = TrainConfig.from_preset("paper", root=str(tmp_path), random_init=True,
+                                  backbone="clip-vit-b16", depth=1)
+    model = build_model(cfg, 4, 2)
+    assert model.num_identities == 4
+
+
+def test_min_len_reaches_both_readers(tmp_path):
+    from xreid.data import make_synthetic_bupt_campus
+    from xreid.engine.trainer import build_reader
+
+    root = tmp_path / "bupt"
+    make_synthetic_bupt_campus(root, num_train_ids=4, num_aux_ids=0, num_test_ids=6,
+                               frames=(2, 12), img_size=(16, 8))
+    default = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root)))
+    longer = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root),
+                                                  min_len=4))
+    assert sum(default.num_dropped.values()) == 0
+    assert sum(longer.num_dropped.values()) > 0
+    assert all(len(t.frames) >= 4 for t in longer.train)

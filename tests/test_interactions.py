@@ -409,3 +409,41 @@ def test_aliases_and_top_level_names():
 def test_bad_inputs_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# CII without the query's residual connection (the CMCL shortcut, issue "CMCL can be satisfied
+# by CII alone")
+@pytest.mark.parametrize("depth", [1, 2])
+def test_cii_without_query_residual_matches_reference(depth):
+    cii = randomize(CII(D, H, depth=depth, query_residual=False)).double()
+    query = torch.randn(B, D, dtype=torch.float64)
+    patches = torch.randn(B, T, N, D, dtype=torch.float64)
+    outs = []
+    for b in range(B):
+        frames = []
+        for t in range(T):
+            x = torch.cat([query[b, None], patches[b, t]], dim=0)[None]
+            for block in cii.blocks[:-1]:
+                x = block.forward_tokens(x)
+            frames.append(cii.blocks[-1].forward_tokens(x)[0, 0] - x[0, 0])
+        outs.append(torch.stack(frames).mean(0))
+    torch.testing.assert_close(cii(query, patches), torch.stack(outs), rtol=0, atol=1e-10)
+
+
+def test_cii_query_residual_shortcut():
+    """With the residual, zeroing CII's output projections makes Eq. 9 exactly 0 for any
+    input; without it the constraint still depends on the features."""
+    query = torch.randn(B, D)
+    patches = torch.randn(B, T, N, D)
+    for residual, expect_zero in ((True, True), (False, False)):
+        cii = CII(D, H, query_residual=residual)
+        with torch.no_grad():
+            for block in cii.blocks:
+                block.attn.proj.weight.zero_()
+                block.attn.proj.bias.zero_()
+                block.mlp.fc2.weight.zero_()
+                block.mlp.fc2.bias.zero_()
+        loss = ((query - cii(query, patches)) ** 2).sum(1).mean()
+        assert (float(loss.detach()) < 1e-10) == expect_zero, (residual, float(loss.detach()))
+    with pytest.raises(ValueError, match="query_residual"):
+        CII(D, H, query_residual="no")

@@ -94,6 +94,9 @@ BAD: dict[str, list[object]] = {
     "prompt_stage1_i2t": ["some"],
     "prompt_similarity": ["l2"],
     "prompt_i2t_weight": [-1.0],
+    # recipe (docs/training.md)
+    "random_init": ["yes"],
+    "pixel_baseline": [1],
 }
 
 GOOD: dict[str, list[object]] = {
@@ -106,6 +109,7 @@ GOOD: dict[str, list[object]] = {
     "erasing_p": [0.0, 1.0],
     "lii_stride": [0, None],
     "bias_lr_factor": [0.0],
+    "min_len": [None, 1, 12],
 }
 
 

@@ -99,7 +99,7 @@ class TrainConfig:
     synthetic_seed: int = 0
     synthetic_train_ids: int | None = None  # None: the generator's default
     synthetic_test_ids: int | None = None
-    min_len: int = 12  # HITSZ-VCM: drop tracklets shorter than this
+    min_len: int | None = None  # drop shorter tracklets; None: the dataset's default (12 / 1)
     img_size: tuple[int, int] = (64, 32)
     num_frames: int = 4
     ids_per_batch: int = 8
@@ -113,6 +113,7 @@ class TrainConfig:
     # model
     backbone: str = "tiny"
     weights: str | None = None
+    random_init: bool = False  # allow a CLIP backbone without --weights (smoke tests only)
     # backbone size overrides (None: the backbone's default; CLIP sizes must match weights)
     patch_size: int | None = None
     embed_dim: int | None = None
@@ -177,6 +178,7 @@ class TrainConfig:
     eval_batch_size: int = 16
     eval_sampling: str = "chunk_first"
     eval_before: bool = True
+    pixel_baseline: bool = True  # also rank the test split by raw pixels (metrics "baselines")
     rerank: bool = False
     output_dir: str = "xreid_runs/demo"
     save_every: int = 1  # epochs between checkpoints (the final one is always written)

@@ -85,7 +85,7 @@ def check_config(cfg: Any) -> None:
     _range("label_smoothing", cfg.label_smoothing, 0.0, 1.0, hi_open=True)
     for name in ("synthetic_seed", "seed", "pad", "num_workers", "warmup_epochs"):
         _range(name, getattr(cfg, name), 0)
-    _range("min_len", cfg.min_len, 1)
+    _range("min_len", cfg.min_len, 1, allow_none=True)  # None: the dataset's rule
     for name in ("synthetic_train_ids", "synthetic_test_ids", "patch_size", "embed_dim",
                  "depth", "num_heads", "sii_depth"):
         _range(name, getattr(cfg, name), 1, allow_none=True)

@@ -2,7 +2,10 @@
 
 Adam with coupled L2 weight decay and per-parameter LR factors, as the authors' code
 (``solver/make_optimizer_prompt.py``): biases x ``bias_lr_factor``; classifier weights x
-``classifier_lr_factor``; MII / CII parameters x ``head_lr_factor``; factors compound. The
+``classifier_lr_factor``; the MII branch (blocks, BNNecks, classifier) and CII x
+``head_lr_factor``; factors compound, so the MII classifier runs at x100 with the presets'
+factors of 10, as in the authors' code. The roles come from the model
+(``parameter_roles()``), never from name patterns. The
 schedule is stepped once per epoch: linear warm-up from ``warmup_factor * lr`` over
 ``warmup_epochs``, then x ``gamma`` after each milestone epoch (1-based: with milestones
 (30, 50), epochs 31-50 run at 0.1 lr and epochs 51+ at 0.01 lr).
@@ -27,7 +30,24 @@ def build_optimizer(
     classifier_lr_factor: float = 1.0,
     head_lr_factor: float = 1.0,
 ) -> torch.optim.Adam:
-    """Adam over the trainable parameters, one group per parameter (named in the group)."""
+    """Adam over the trainable parameters, one group per parameter (named in the group).
+
+    The LR of a parameter is ``lr`` times ``bias_lr_factor`` if its name ends in ``bias``,
+    times ``classifier_lr_factor`` and ``head_lr_factor`` for the roles ``"classifier"`` and
+    ``"head"`` that the model declares with ``parameter_roles() -> {name: roles}``
+    (:meth:`xreid.XReID.parameter_roles`); factors compound. A model without that hook only
+    gets the bias factor, and asking for the other factors then raises ``ValueError``.
+    """
+    roles_fn = getattr(model, "parameter_roles", None)
+    if callable(roles_fn):
+        roles = roles_fn()
+    else:
+        if classifier_lr_factor != 1.0 or head_lr_factor != 1.0:
+            raise ValueError(
+                f"model: classifier_lr_factor / head_lr_factor need the model to declare "
+                f"parameter_roles() -> {{name: roles}}, got {type(model).__name__} without it"
+            )
+        roles = {}
     groups = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -35,9 +55,10 @@ def build_optimizer(
         factor = 1.0
         if name.endswith("bias"):
             factor *= bias_lr_factor
-        if "classifier" in name:
+        role = roles.get(name, frozenset())
+        if "classifier" in role:
             factor *= classifier_lr_factor
-        if name.startswith(("mii.", "cii.", "module.mii.", "module.cii.")):
+        if "head" in role:
             factor *= head_lr_factor
         groups.append({"params": [param], "lr": lr * factor, "weight_decay": weight_decay,
                        "name": name})

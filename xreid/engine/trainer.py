@@ -200,10 +200,13 @@ def build_reader(cfg: TrainConfig) -> Any:
     from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
     from xreid.data.synthetic import GENERATOR_VERSION
 
+    # min_len None: each reader's own default (HITSZ-VCM 12 as every published loader,
+    # BUPTCampus 1 as the dataset authors' loader)
+    lengths = {} if cfg.min_len is None else {"min_len": cfg.min_len}
     if cfg.dataset == "hitsz-vcm":
-        return HITSZVCM(cfg.root, min_len=cfg.min_len)
+        return HITSZVCM(cfg.root, **lengths)
     if cfg.dataset == "bupt-campus":
-        return BUPTCampus(cfg.root)
+        return BUPTCampus(cfg.root, **lengths)
     if cfg.dataset == "folder":
         from xreid.data.folder import FolderVVI
 
@@ -230,7 +233,7 @@ def build_reader(cfg: TrainConfig) -> Any:
         (tmp / ".xreid-complete").write_text(stamp + "\n")
         shutil.rmtree(root, ignore_errors=True)
         os.replace(tmp, root)
-    return HITSZVCM(root, min_len=cfg.min_len)
+    return HITSZVCM(root, **lengths)
 
 
 def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.Module:
@@ -238,6 +241,14 @@ def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.M
     from xreid.backbones import build_backbone
     from xreid.models.xreid import XReID
 
+    if cfg.backbone != "tiny" and cfg.weights is None and not cfg.random_init:
+        raise ValueError(
+            f"weights: the {cfg.backbone} backbone needs CLIP's pre-trained weights, got none. "
+            "Download OpenAI's ViT-B-16.pt (the CLIP release) or an open_clip ViT-B-16 "
+            "checkpoint, optionally convert it once with `xreid-convert ViT-B-16.pt "
+            "vitb16.safetensors --img-size 288 144`, and pass --weights PATH; "
+            "--random-init trains from random weights (smoke tests only)"
+        )
     backbone = build_backbone(
         cfg.backbone,
         img_size=tuple(cfg.img_size),
@@ -435,7 +446,7 @@ class Trainer:
         if self.core.memory is None:
             return
         from xreid.data import ClipTransform, VideoClipDataset
-        from xreid.memory.build import build_memory
+        from xreid.memory.build import extract_features
 
         cfg = self.cfg
         dataset = VideoClipDataset(
@@ -451,9 +462,35 @@ class Trainer:
             shard, batch_size=cfg.memory_batch_size, shuffle=False, num_workers=cfg.num_workers,
         )
         autocast_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-        build_memory(self.core, loader, memory=self.core.memory, device=self.device,
-                     autocast_dtype=autocast_dtype)
+        core = self.core
+        use_cameras = cfg.use_cameras
+
+        def clip_features(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+            # the same clip feature as training's (camera embedding included when used)
+            return model.clip_features(batch["video"], batch["camera"] if use_cameras else None)
+
+        raw, labels, modality = extract_features(core, loader, feature_fn=clip_features,
+                                                 device=self.device,
+                                                 autocast_dtype=autocast_dtype)
+        # the training batches' memory feature is BN with batch statistics: normalise every
+        # clip with the statistics of the whole training set (every rank's shard)
+        with torch.no_grad():
+            core.memory.initialize(core.memory_norm(raw, *self._feature_statistics(raw)),
+                                   labels, modality)
         self.memory_initialized = True
+
+    def _feature_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (biased, as BatchNorm) variance per column of ``x`` (N, F) over every
+        rank's rows."""
+        x = x.double()
+        stats = torch.cat([x.sum(0), (x * x).sum(0), x.new_tensor([x.shape[0]])])
+        if self.world_size > 1:
+            torch.distributed.all_reduce(stats)
+        f = x.shape[1]
+        n = stats[-1]
+        mean = stats[:f] / n
+        var = stats[f:2 * f] / n - mean * mean
+        return mean.float(), var.clamp_min(0).float()
 
     # ----------------------------------------------------------------------- evaluation
     def evaluate(self, tag: str = "eval") -> Any:
@@ -585,6 +622,9 @@ class Trainer:
             cfg.save(self.output_dir / "config.json")
         if cfg.eval_before and self.epoch == 0 and "before" not in self.results:
             self.evaluate("before")
+        if (cfg.pixel_baseline and "pixels" not in self.results
+                and "pixels" not in getattr(self, "_restored_results", {})):
+            self.evaluate_pixel_baseline()
         if self.prompt_stages is not None:  # stage 1 (once), then frozen prompt features
             self.prompt_stages.prepare_stage2()
         while self.epoch < cfg.epochs:
@@ -637,15 +677,39 @@ class Trainer:
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
+    def evaluate_pixel_baseline(self) -> Any:
+        """The raw-pixel ranking of the test split (:func:`xreid.metrics.pixel_baseline`),
+        stored as the result ``"pixels"`` (rank 0; other ranks return None)."""
+        from xreid.metrics import pixel_baseline
+
+        if not self.is_main:
+            return None
+        result = pixel_baseline(self.reader)
+        self.results["pixels"] = result
+        self.callbacks.on_evaluation(self, "pixels", result)
+        return result
+
     def metrics(self) -> dict[str, Any]:
-        """``{"before": {...}, "after": {...}, "config": {...}}`` from the evaluations run."""
+        """``{"before", "after", "baselines", "config"}`` from the evaluations run.
+
+        ``baselines`` holds what training must beat: ``"pixels"`` (raw-pixel ranking) and
+        ``"untrained"`` (the model before training, the same numbers as ``"before"``).
+        """
         out: dict[str, Any] = {}
         restored = getattr(self, "_restored_results", {})
-        for tag in ("before", "after", "eval"):
+
+        def result(tag: str) -> dict[str, Any] | None:
             if tag in self.results:
-                out[tag] = self.results[tag].to_dict()
-            elif tag in restored:
-                out[tag] = restored[tag]
+                return self.results[tag].to_dict()
+            return restored.get(tag)
+
+        for tag in ("before", "after", "eval"):
+            if (r := result(tag)) is not None:
+                out[tag] = r
+        baselines = {name: r for name, tag in (("pixels", "pixels"), ("untrained", "before"))
+                     if (r := result(tag)) is not None}
+        if baselines:
+            out["baselines"] = baselines
         out["config"] = self.cfg.to_dict()
         return out
 

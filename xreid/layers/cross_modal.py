@@ -11,6 +11,12 @@ kept (``Ô_t``) and averaged over the frames::
 Shapes: ``query (B, D)``, ``patches (B, T, N, D) -> (B, D)``. CII is used only in training,
 together with :class:`~xreid.losses.cmcl.CrossModalConstraintLoss` (Eq. 9).
 
+``query_residual=False`` drops the residual connection of the query token in the last block,
+``Ô_t = [MHSA + FFN]([Ō; z^p_t])[0] - Ō``: with the residual, Eq. 9's ``Ō - O_CMII`` is CII's
+own update and shrinking CII's output projections satisfies it whatever the encoder learns;
+without it, ``O_CMII`` must rebuild ``Ō`` from the attention over the other modality's
+tokens (see ``docs/modules.md``, "CII and the CMCL shortcut").
+
 Only token 0 of the self-attention output is kept, so with ``depth=1`` CII is exactly
 single-query attention of the (LN1-normalised) query over the ``1 + N`` tokens, computed by
 :class:`~xreid.layers.attention.SingleQueryBlock` with ``self_attend=True`` and
@@ -47,6 +53,8 @@ class CrossModalInteraction(nn.Module):
             :class:`~xreid.layers.attention.SingleQueryBlock`.
         drop, attn_drop, drop_path: dropout rates. attn_impl: ``"absorbed"`` or ``"explicit"``
             (the last block; earlier blocks of ``depth > 1`` always compute K/V per token).
+        query_residual: keep the residual connection of the query token in the last block
+            (True, the paper's standard block); False returns the block's update only.
     """
 
     def __init__(
@@ -61,16 +69,20 @@ class CrossModalInteraction(nn.Module):
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
         attn_impl: AttentionImpl = "absorbed",
+        query_residual: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(query_residual, bool):
+            raise ValueError(f"query_residual: expected a bool, got {query_residual!r}")
         self.dim = dim
+        self.query_residual = query_residual
         self.blocks = _make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=True,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}"
+        return f"dim={self.dim}, query_residual={self.query_residual}"
 
     def forward(self, query: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         check_tensor(query, "query", ndim=2, dims={1: self.dim}, layout="(B, D)")
@@ -92,6 +104,8 @@ class CrossModalInteraction(nn.Module):
                 x = block.forward_tokens(x)
             q, keys = x[:, 0], x[:, 1:]
         out = self.blocks[-1](q, keys)  # token 0 of MHSA + FFN over [query; patches_t]
+        if not self.query_residual:
+            out = out - q  # the last block's update of token 0, without its input
         return rearrange(out, "(b t) d -> b t d", b=b, t=t).mean(dim=1)
 
 

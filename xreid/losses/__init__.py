@@ -12,13 +12,19 @@ Importing this package needs torch only. See ``docs/losses_and_memory.md``.
 from __future__ import annotations
 
 from xreid.losses.cmcl import CMCL, CrossModalConstraintLoss
-from xreid.losses.cpcl import CPCL, PrototypeCollaborationLoss, prototype_collaboration_loss
+from xreid.losses.cpcl import (
+    CPCL,
+    CPCL_FORMS,
+    PrototypeCollaborationLoss,
+    prototype_collaboration_loss,
+)
 from xreid.losses.triplet import TripletLoss, batch_hard_triplet_loss, euclidean_dist
 from xreid.losses.xreid_loss import TERMS, LossOutput, XReIDLoss
 
 __all__ = [
     "CMCL",
     "CPCL",
+    "CPCL_FORMS",
     "TERMS",
     "CrossModalConstraintLoss",
     "LossOutput",

@@ -5,9 +5,14 @@ memories with a temperature-scaled cosine softmax over all C identities:
 
     L_CPCL = CE(cos(b*, M^vis) / tau, y) + CE(cos(b*, M^ir) / tau, y)
 
-each cross-entropy averaged over the batch. The paper writes Eqs. 3-4 without a temperature
-and with a softmax over the P identities of the batch; the authors' code (and this module)
-uses tau = 0.05 and all C identities (``docs/differences.md``, "CPC memory and CPCL").
+each cross-entropy averaged over the batch (``form="memory"``, the default). The paper
+prints Eqs. 3-4 differently: the inner product ``<b*, M_j>`` of the feature as it is (no
+L2 normalisation of the sample, no temperature) and a softmax over only the P identities
+present in the batch; the authors' code uses the form above (see ``docs/differences.md``).
+``form="paper"`` computes the printed form, so that the two can be compared in a study: the
+identities absent from the batch get a logit of -inf, which is the same softmax over the P
+present ones without any data-dependent shape or host synchronisation; ``temperature`` is
+not used.
 
 Shapes: features (B, d), labels (B,) in [0, C), visible (C, d), infrared (C, d) -> scalar.
 The loss is computed in float32 with autocast disabled (a bf16 cosine divided by tau = 0.05
@@ -24,7 +29,18 @@ from torch import nn
 
 from xreid._validation import check_floating, check_same_length, check_tensor
 
-__all__ = ["CPCL", "PrototypeCollaborationLoss", "prototype_collaboration_loss"]
+__all__ = ["CPCL", "CPCL_FORMS", "PrototypeCollaborationLoss", "prototype_collaboration_loss"]
+
+CPCL_FORMS: tuple[str, ...] = ("memory", "paper")
+"""``"memory"``: cosine / tau over all C identities (authors' code); ``"paper"``: Eqs. 3-4 as
+printed, raw inner product over the batch's identities."""
+
+
+def check_cpcl_form(form: object) -> str:
+    """``form`` if it is one of :data:`CPCL_FORMS`, else ``ValueError`` naming it."""
+    if form not in CPCL_FORMS:
+        raise ValueError(f"form: expected one of {list(CPCL_FORMS)}, got {form!r}")
+    return str(form)
 
 
 def _check_integer(x: torch.Tensor, name: str) -> None:
@@ -69,20 +85,29 @@ def _cpcl(
     visible: torch.Tensor,
     infrared: torch.Tensor,
     temperature: float,
+    form: str = "memory",
 ) -> torch.Tensor:
     """Eqs. 3-4 without validation (the caller has checked the inputs)."""
     if features.shape[0] == 0:
         # mean over an empty batch is undefined: report 0, keep the graph connected
         return features.float().sum() * 0.0
     with torch.autocast(device_type=features.device.type, enabled=False):
-        f = F.normalize(features.float(), dim=1)
         y = labels.long()
         # F.normalize returns fresh tensors, so autograd saves these copies and never the
         # caller's prototype buffers: an in-place memory update before backward is safe.
         pv = F.normalize(visible.float(), dim=1)
         pi = F.normalize(infrared.float(), dim=1)
-        loss_vis = F.cross_entropy(f @ pv.t() / temperature, y)  # Eq. 3
-        loss_ir = F.cross_entropy(f @ pi.t() / temperature, y)  # Eq. 4
+        if form == "paper":
+            f = features.float()
+            present = torch.zeros(pv.shape[0], dtype=torch.bool, device=f.device)
+            present = present.index_fill(0, y, True)
+            absent = torch.where(present, 0.0, float("-inf"))  # softmax over the P present
+            loss_vis = F.cross_entropy(f @ pv.t() + absent, y)  # Eq. 3 as printed
+            loss_ir = F.cross_entropy(f @ pi.t() + absent, y)  # Eq. 4 as printed
+        else:
+            f = F.normalize(features.float(), dim=1)
+            loss_vis = F.cross_entropy(f @ pv.t() / temperature, y)  # Eq. 3
+            loss_ir = F.cross_entropy(f @ pi.t() / temperature, y)  # Eq. 4
     return loss_vis + loss_ir
 
 
@@ -92,11 +117,13 @@ def prototype_collaboration_loss(
     visible: torch.Tensor,
     infrared: torch.Tensor,
     temperature: float = 0.05,
+    form: str = "memory",
 ) -> torch.Tensor:
     """Functional CPCL (Eqs. 3-4); see :class:`PrototypeCollaborationLoss`."""
+    form = check_cpcl_form(form)
     f, y, v, i = _check_cpcl_inputs(features, labels, visible, infrared)
     _check_label_range(y, v.shape[0])
-    return _cpcl(f, y, v, i, float(temperature))
+    return _cpcl(f, y, v, i, float(temperature), form)
 
 
 class PrototypeCollaborationLoss(nn.Module):
@@ -112,14 +139,17 @@ class PrototypeCollaborationLoss(nn.Module):
     (skipped while ``torch.compile`` traces, where the check would break the graph).
 
     Args:
-        temperature: tau > 0 (0.05 in the authors' code).
+        temperature: tau > 0 (0.05 in the authors' code); unused by ``form="paper"``.
+        form: ``"memory"`` (above, the default) or ``"paper"`` (Eqs. 3-4 as printed: raw
+            inner product, softmax over the identities present in the batch).
     """
 
-    def __init__(self, temperature: float = 0.05) -> None:
+    def __init__(self, temperature: float = 0.05, form: str = "memory") -> None:
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature: expected a positive float, got {temperature}")
         self.temperature = float(temperature)
+        self.form = check_cpcl_form(form)
 
     def forward(
         self,
@@ -129,11 +159,11 @@ class PrototypeCollaborationLoss(nn.Module):
         infrared: torch.Tensor,
     ) -> torch.Tensor:
         return prototype_collaboration_loss(
-            features, labels, visible, infrared, self.temperature
+            features, labels, visible, infrared, self.temperature, self.form
         )
 
     def extra_repr(self) -> str:
-        return f"temperature={self.temperature}"
+        return f"temperature={self.temperature}, form={self.form!r}"
 
 
 CPCL = PrototypeCollaborationLoss

@@ -8,6 +8,7 @@
 * :func:`re_ranking`: k-reciprocal re-ranking (Zhong et al. 2017).
 * :func:`extract_features`: tracklet embeddings of a model over a loader.
 * :func:`evaluate_model` -> :class:`EvaluationResult`: the I2V / V2I runner over a reader.
+* :func:`pixel_baseline`: the raw-pixel ranking every trained model should beat.
 * :func:`plot_cmc`: a PNG of the CMC curves.
 
 Importing this package loads neither matplotlib nor torchvision / timm / open_clip.
@@ -22,6 +23,7 @@ from xreid.metrics.distance import (
     squared_euclidean_distance,
 )
 from xreid.metrics.extract import ExtractedFeatures, Progress, extract_features, report_progress
+from xreid.metrics.pixel_baseline import pixel_baseline, pixel_features
 from xreid.metrics.plot import plot_cmc
 from xreid.metrics.ranking import RankingResult, as_tensor, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
@@ -30,6 +32,7 @@ from xreid.metrics.runner import (
     REPORTED_RANKS,
     DirectionMetrics,
     EvaluationResult,
+    check_directions,
     evaluate_model,
 )
 
@@ -43,12 +46,15 @@ __all__ = [
     "Progress",
     "RankingResult",
     "as_tensor",
+    "check_directions",
     "compute_distance",
     "cosine_distance",
     "euclidean_distance",
     "evaluate_model",
     "evaluate_ranking",
     "extract_features",
+    "pixel_baseline",
+    "pixel_features",
     "plot_cmc",
     "re_ranking",
     "report_progress",

@@ -25,7 +25,7 @@ from xreid.metrics.ranking import RankingResult, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 
 __all__ = ["DIRECTIONS", "REPORTED_RANKS", "DirectionMetrics", "EvaluationResult",
-           "evaluate_model"]
+           "check_directions", "evaluate_model"]
 
 DIRECTIONS: tuple[str, str] = ("i2v", "v2i")
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
@@ -135,7 +135,8 @@ class EvaluationResult:
         return self.format_table()
 
 
-def _check_directions(directions: Sequence[str] | str) -> tuple[str, ...]:
+def check_directions(directions: Sequence[str] | str) -> tuple[str, ...]:
+    """``directions`` as a tuple of distinct names from :data:`DIRECTIONS`; ValueError else."""
     if isinstance(directions, str):
         directions = (directions,)
     dirs = tuple(directions)
@@ -214,7 +215,7 @@ def evaluate_model(
     """
     from xreid.data import ClipTransform, VideoClipDataset  # import here: keeps metrics light
 
-    dirs = _check_directions(directions)
+    dirs = check_directions(directions)
     metric = resolve_metric(metric)
     if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
         raise ValueError(f"max_rank: expected a positive int, got {max_rank!r}")

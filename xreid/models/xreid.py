@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xreid._validation import check_labels, check_tensor, shape_str
@@ -275,19 +276,26 @@ class XReID(nn.Module):
     def memory_features(
         self, video: torch.Tensor, cameras: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """The (B, D + d) clip feature the CPC memory holds: cat(BN(sequence), BN(projected)).
+        """(B, D + d) memory features of a set of clips: :meth:`memory_norm` of
+        :meth:`clip_features` with the statistics of these B clips.
 
-        Used to initialise the prototypes (paper: from the pre-trained encoder, in eval mode).
-        The authors extract it without the camera embedding; ``cameras`` defaults to None.
+        This is exactly training's ``XReIDOutput.memory_feature`` for a batch (the clip
+        BNNecks with batch statistics), in any mode and without touching the running
+        statistics. To initialise prototypes, normalise every clip with the statistics of the
+        whole training set instead (``memory_norm(raw, mean, var)``, as the trainer does; see
+        ``docs/training.md``, "The memory feature").
         """
+        return self.memory_norm(self.clip_features(video, cameras))
+
+    def clip_features(
+        self, video: torch.Tensor, cameras: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, D + d) = cat(sequence, projected): the clip's TAP [CLS] features before any
+        BNNeck (raw encoder output; the input of :meth:`memory_norm`)."""
         video = self._check_video(video)
         self._check_cameras(cameras, video.shape[0])
         tokens, projected = self._encode(video, cameras)
-        return torch.cat(
-            [self.bn_sequence(tokens[:, :, 0].mean(dim=1)),
-             self.bn_projected(projected.mean(dim=1))],
-            dim=1,
-        )
+        return torch.cat([tokens[:, :, 0].mean(dim=1), projected.mean(dim=1)], dim=1)
 
     def forward(
         self,
@@ -485,3 +493,54 @@ class XReID(nn.Module):
             f"frame_logits={c.frame_logits}"
         )
 
+
+    # ------------------------------------------------------------------ optimiser hook
+    def parameter_roles(self) -> dict[str, frozenset[str]]:
+        """The learning-rate roles of every parameter, by name (the optimiser's hook).
+
+        ``"classifier"``: the identity classifiers. ``"head"``: everything of the MII branch
+        (the MII blocks, its BNNecks and its classifier) and CII, the parts the authors' code
+        trains at a larger rate (its ``TSM`` parameters). Roles compound in
+        :func:`xreid.engine.build_optimizer`: the MII classifier is both. The backbone and the
+        clip BNNecks have no role. Declared here, by module, so that renaming an attribute
+        cannot silently change a learning rate.
+        """
+        classifier = [getattr(self, n, None)
+                      for n in ("classifier_clip", "classifier_mii", "classifier_clip_frame")]
+        head = [getattr(self, n, None)
+                for n in ("mii", "cii", "bn_mii", "bn_mii_frame", "classifier_mii")]
+        role_of: dict[int, set[str]] = {}
+        for role, modules in (("classifier", classifier), ("head", head)):
+            for module in modules:
+                if module is None:
+                    continue
+                for p in module.parameters():
+                    role_of.setdefault(id(p), set()).add(role)
+        return {name: frozenset(role_of.get(id(p), ())) for name, p in self.named_parameters()}
+
+    # ------------------------------------------------------------------ the memory feature
+    def memory_norm(
+        self,
+        clip_features: torch.Tensor,
+        mean: torch.Tensor | None = None,
+        var: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, D + d) -> (B, D + d): ``cat(BN_seq, BN_proj)`` of raw clip features.
+
+        The clip BNNecks' affine parameters with the statistics ``mean``/``var`` (D + d,) —
+        by default those of ``clip_features`` itself (biased variance, as BatchNorm in
+        training) — never the running statistics, which are left untouched. With the default
+        this is the memory feature of a training batch; with the training set's statistics
+        it is the same feature for initialising the prototypes.
+        """
+        if mean is None or var is None:
+            x = clip_features.float()
+            mean = x.mean(0)
+            var = x.var(0, unbiased=False)
+        d = self.embed_dim
+        parts = []
+        for bn, sl in ((self.bn_sequence, slice(0, d)), (self.bn_projected, slice(d, None))):
+            parts.append(F.batch_norm(clip_features[:, sl], mean[sl].to(clip_features.dtype),
+                                      var[sl].to(clip_features.dtype), bn.weight, bn.bias,
+                                      training=False, eps=bn.eps))
+        return torch.cat(parts, dim=1)
