@@ -18,9 +18,9 @@ run's result does not depend on what ran before it in the same process.
 Resumable: a run whose metrics.json exists (with the same configuration) is skipped; a run
 interrupted after a checkpoint continues from it. After every run ``OUTPUT/study.json``
 (every run's metrics and configuration plus mean/std summaries) and ``OUTPUT/study.md``
-(the paper's table layout, mean ± std over seeds, an "untrained" row and the paper's own
-HITSZ-VCM numbers) are rewritten; figure studies (fig4, fig5) also get ``OUTPUT/<study>.png``
-(Rank-1 and mAP against the stride S).
+(the paper's table layout, mean ± std over seeds, "pixels" and "untrained" baseline rows and
+the paper's own HITSZ-VCM numbers) are rewritten; figure studies (fig4, fig5) also get
+``OUTPUT/<study>.png`` (Rank-1 and mAP against the stride S).
 
 Budget: ``--iterations N`` caps the training iterations of every run (the preset's epoch
 count and schedule are kept; ``iters_per_epoch = N // epochs``).
@@ -165,15 +165,26 @@ def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "std": std, "n": len(values)}
 
 
+def _result(metrics: dict[str, Any], tag: str) -> dict[str, Any] | None:
+    """``metrics[tag]``; a dotted tag reaches inside (``"baselines.pixels"``)."""
+    node: Any = metrics
+    for part in tag.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def summarise(runs: list[dict[str, Any]], tag: str) -> dict[str, dict[str, dict[str, float]]]:
-    """{variant: {"i2v/rank1": {mean, std, n}, ...}} over the finished runs' ``tag``."""
+    """{variant: {"i2v/rank1": {mean, std, n}, ...}} over the finished runs' ``tag``
+    (``"after"``, ``"before"`` or ``"baselines.pixels"``)."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for name in dict.fromkeys(r["variant"] for r in runs):
-        done = [r for r in runs if r["variant"] == name and tag in r.get("metrics", {})]
+        done = [res for r in runs if r["variant"] == name
+                and (res := _result(r.get("metrics", {}), tag)) is not None]
         if not done:
             continue
-        out[name] = {f"{d}/{k}": mean_std([r["metrics"][tag][d][k] for r in done])
-                     for d, k in METRICS}
+        out[name] = {f"{d}/{k}": mean_std([res[d][k] for res in done]) for d, k in METRICS}
     return out
 
 
@@ -192,6 +203,13 @@ def render_markdown(title: str, variants: list[Variant], runs: list[dict[str, An
     lines = [f"# {title}", "", settings, "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     first = variants[0].name
+    pixels = summarise(runs, "baselines.pixels")
+    if pixels:  # the same test split for every run: the first one that has it
+        stats = next(iter(pixels.values()))
+        cells = ["pixels", "raw-pixel ranking (`xreid.metrics.pixel_baseline`)",
+                 *("" for _ in extra), *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
+                 str(stats["i2v/rank1"]["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
     if first in before:
         stats = before[first]
         cells = ["untrained", f"initial model of `{first}`", *("" for _ in extra),
@@ -401,7 +419,8 @@ def write_outputs(out: Path, title: str, settings: str, variants: list[Variant],
         "not_registered": missing,
         "notes": notes,
         "runs": runs,
-        "summary": {"after": summarise(runs, "after"), "before": summarise(runs, "before")},
+        "summary": {"after": summarise(runs, "after"), "before": summarise(runs, "before"),
+                    "pixels": summarise(runs, "baselines.pixels")},
     }
     write_json(out / "study.json", data)
     (out / "study.md").write_text(

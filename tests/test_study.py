@@ -80,7 +80,10 @@ def test_study_runs_resumes_and_summarises(tmp_path, data_root, capsys):
     after = data["summary"]["after"]["fig5/s0"]["i2v/rank1"]
     assert after["n"] == 1 and 0.0 <= after["mean"] <= 1.0
     md = (out / "study.md").read_text()
-    assert "| untrained |" in md and "`fig5/s0`" in md and "`tab4/vanilla`" in md
+    assert "| pixels |" in md and "| untrained |" in md
+    assert "`fig5/s0`" in md and "`tab4/vanilla`" in md
+    pixels = data["summary"]["pixels"]["fig5/s0"]["i2v/mAP"]["mean"]
+    assert pixels == data["runs"][0]["metrics"]["baselines"]["pixels"]["i2v"]["mAP"]
     assert "I2V R-1 | I2V mAP | V2I R-1 | V2I mAP" in md
     assert "| `tab4/vanilla` | Vanilla | 53.9 | 44.0 | 55.9 | 42.0 |" in md  # paper numbers
     assert (out / "fig5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
