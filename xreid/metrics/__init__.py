@@ -34,6 +34,7 @@ from xreid.metrics.runner import (
     EvaluationResult,
     check_directions,
     evaluate_model,
+    rank_test_splits,
 )
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "pixel_baseline",
     "pixel_features",
     "plot_cmc",
+    "rank_test_splits",
     "re_ranking",
     "report_progress",
     "resolve_metric",

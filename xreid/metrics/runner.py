@@ -12,7 +12,7 @@ The reader decides: ``type(dataset).eval_remove_same_camera``; ``remove_same_cam
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from xreid.metrics.ranking import RankingResult, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 
 __all__ = ["DIRECTIONS", "REPORTED_RANKS", "DirectionMetrics", "EvaluationResult",
-           "check_directions", "evaluate_model"]
+           "check_directions", "evaluate_model", "rank_test_splits"]
 
 DIRECTIONS: tuple[str, str] = ("i2v", "v2i")
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
@@ -213,8 +213,6 @@ def evaluate_model(
     Returns:
         :class:`EvaluationResult`.
     """
-    from xreid.data import ClipTransform, VideoClipDataset  # import here: keeps metrics light
-
     dirs = check_directions(directions)
     metric = resolve_metric(metric)
     if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
@@ -222,43 +220,87 @@ def evaluate_model(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     rr = _rerank_params(rerank)
+    from xreid.data import ClipTransform, VideoClipDataset  # import here: keeps metrics light
+
+    dev = torch.device(device) if device is not None else None
+    if dev is None:
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+
+    def embed(tracklets: list[Any]) -> torch.Tensor:
+        clips = VideoClipDataset(
+            tracklets, num_frames=num_frames, sampling=sampling,
+            transform=ClipTransform(img_size, train=False, normalization=normalization),
+        )
+        loader = torch.utils.data.DataLoader(
+            clips, batch_size=1 if sampling == "dense" else batch_size, shuffle=False,
+            num_workers=num_workers, pin_memory=dev.type == "cuda",
+        )
+        return extract_features(model, loader, device=dev, autocast_dtype=autocast_dtype,
+                                progress=progress, use_cameras=use_cameras).features
+
+    results, remove_same_camera = rank_test_splits(
+        dataset, embed, directions=dirs, metric=metric, normalize=normalize,
+        remove_same_camera=remove_same_camera, rerank=rr, max_rank=max_rank, device=dev,
+    )
+    protocol = {
+        "dataset": type(dataset).__name__, "num_frames": num_frames, "sampling": sampling,
+        "img_size": list(img_size), "metric": metric, "normalize": normalize,
+        "remove_same_camera": remove_same_camera, "rerank": rr is not None,
+        "max_rank": max_rank,
+    }
+    return EvaluationResult(results, protocol)
+
+
+def rank_test_splits(
+    dataset: Any,
+    features_of: Callable[[list[Any]], torch.Tensor],
+    *,
+    directions: Sequence[str] = DIRECTIONS,
+    metric: str = "euclidean",
+    normalize: bool = True,
+    remove_same_camera: bool | None = None,
+    rerank: dict[str, Any] | None = None,
+    max_rank: int = 20,
+    device: torch.device | None = None,
+) -> tuple[dict[str, DirectionMetrics], bool]:
+    """Rank the test splits of a reader with any tracklet features (the protocol's one home).
+
+    ``features_of(tracklets) -> (N, E)`` is called once with every distinct tracklet of the
+    requested directions (HITSZ-VCM's I2V query set is its V2I gallery set). Then, per
+    direction: distances (``metric``, ``normalize``), optional k-reciprocal re-ranking
+    (``rerank``: keywords of :func:`re_ranking`), and :func:`evaluate_ranking` with the
+    reader's camera protocol (``remove_same_camera=None``: its ``eval_remove_same_camera``).
+    Used by :func:`evaluate_model` and :func:`xreid.metrics.pixel_baseline`.
+
+    Returns:
+        ``({direction: DirectionMetrics}, remove_same_camera as applied)``.
+    """
+    dirs = check_directions(directions)
     for attr in ("query", "gallery"):
         if not callable(getattr(dataset, attr, None)):
             raise ValueError(f"dataset: expected a reader with query(direction) and "
                              f"gallery(direction), got {type(dataset).__name__}")
     if remove_same_camera is None:
         remove_same_camera = bool(getattr(dataset, "eval_remove_same_camera", True))
-
     splits = {d: (list(dataset.query(d)), list(dataset.gallery(d))) for d in dirs}
     row_of: dict[Any, int] = {}
     for q, g in splits.values():
         for t in (*q, *g):
             row_of.setdefault(t, len(row_of))
-    clips = VideoClipDataset(
-        list(row_of), num_frames=num_frames, sampling=sampling,
-        transform=ClipTransform(img_size, train=False, normalization=normalization),
-    )
-    dev = torch.device(device) if device is not None else None
-    if dev is None:
-        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-    loader = torch.utils.data.DataLoader(
-        clips, batch_size=1 if sampling == "dense" else batch_size, shuffle=False,
-        num_workers=num_workers, pin_memory=dev.type == "cuda",
-    )
-    feats = extract_features(model, loader, device=dev, autocast_dtype=autocast_dtype,
-                             progress=progress, use_cameras=use_cameras).features
-
+    feats = features_of(list(row_of))
     results: dict[str, DirectionMetrics] = {}
     for d, (q, g) in splits.items():
-        qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)].to(dev)
-        gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)].to(dev)
+        qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)]
+        gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)]
+        if device is not None:
+            qf, gf = qf.to(device), gf.to(device)
         dist = compute_distance(qf, gf, metric, normalize=normalize)
-        if rr is not None:
+        if rerank is not None:
             dist = re_ranking(
                 dist,
                 compute_distance(qf, qf, metric, normalize=normalize),
                 compute_distance(gf, gf, metric, normalize=normalize),
-                **rr,
+                **rerank,
             )
         ranking = evaluate_ranking(
             dist,
@@ -272,10 +314,4 @@ def evaluate_model(
         results[d] = DirectionMetrics.from_ranking(
             ranking, num_queries=len(q), num_gallery=len(g), max_rank=max_rank
         )
-    protocol = {
-        "dataset": type(dataset).__name__, "num_frames": num_frames, "sampling": sampling,
-        "img_size": list(img_size), "metric": metric, "normalize": normalize,
-        "remove_same_camera": remove_same_camera, "rerank": rr is not None,
-        "max_rank": max_rank,
-    }
-    return EvaluationResult(results, protocol)
+    return results, remove_same_camera
