@@ -92,6 +92,21 @@ def test_cpcl_matches_eqs_3_4_and_gradients():
     assert CPCL is PrototypeCollaborationLoss and "temperature=0.1" in repr(CPCL(0.1))
 
 
+def test_cpcl_validate_false_is_the_same_value():
+    from xreid.losses import prototype_collaboration_loss
+
+    g = torch.Generator().manual_seed(1)
+    feats, vis, ir = (torch.randn(n, 6, generator=g) for n in (9, 4, 4))
+    labels = torch.randint(0, 4, (9,), generator=g)
+    for form in ("memory", "paper"):
+        checked = prototype_collaboration_loss(feats, labels, vis, ir, 0.07, form)
+        unchecked = prototype_collaboration_loss(feats, labels, vis, ir, 0.07, form,
+                                                 validate=False)
+        assert torch.equal(checked, unchecked)
+    with pytest.raises(ValueError, match="labels: expected values in"):
+        prototype_collaboration_loss(feats, labels + 4, vis, ir)
+
+
 def test_cpcl_equals_authors_cluster_memory_logits():
     """logits = normalize(x) @ M.T / 0.05 then CE, for each memory (docs/differences.md)."""
     feats, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))

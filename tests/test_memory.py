@@ -348,7 +348,7 @@ def test_validate_false_ignores_invalid_samples():
     for exact in (True, False):  # CPU default path and the accelerator (sync-free) path
         mem = make_memory(c, d, validate=False)
         if not exact:
-            mem._force_sync_free = True
+            mem.force_sync_free = True
         mem.update(bad_feats, bad_labels, bad_mod)
         assert torch.equal(mem.visible, ref.visible)
         assert torch.equal(mem.infrared, ref.infrared)
@@ -656,7 +656,7 @@ def test_same_modality_sync_free_path_is_bitwise_equal():
     for seed in range(3):
         exact = make_memory(c, d, seed=seed, hard_selection="same_modality")
         free = make_memory(c, d, seed=seed, hard_selection="same_modality")
-        free._force_sync_free = True
+        free.force_sync_free = True
         feats, labels, modality = random_batch(c, d, 20, seed)
         exact.update(feats, labels, modality)
         free.update(feats, labels, modality)

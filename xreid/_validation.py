@@ -13,6 +13,7 @@ import torch
 __all__ = [
     "check_finite",
     "check_floating",
+    "check_integer_dtype",
     "check_labels",
     "check_module_input",
     "check_same_length",
@@ -63,6 +64,13 @@ def check_floating(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def check_integer_dtype(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Raise unless ``x`` has an integer dtype (not bool, floating or complex)."""
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
+    return x
+
+
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
     """Raise if ``x`` holds NaN or inf (one host synchronisation)."""
     if not bool(torch.isfinite(x).all()):
@@ -73,9 +81,7 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 def check_labels(labels: object, name: str, num_classes: int, length: int | None = None
                  ) -> torch.Tensor:
     """Check an integer label vector with values in [0, num_classes)."""
-    x = check_tensor(labels, name, ndim=1, layout="(B,)")
-    if x.is_floating_point() or x.dtype == torch.bool or x.is_complex():
-        raise ValueError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
+    x = check_integer_dtype(check_tensor(labels, name, ndim=1, layout="(B,)"), name)
     if length is not None and x.shape[0] != length:
         raise ValueError(f"{name}: expected {length} entries, got {x.shape[0]}")
     if x.numel() and (bool((x < 0).any()) or bool((x >= num_classes).any())):

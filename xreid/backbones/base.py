@@ -134,12 +134,14 @@ class FrameEncoder(nn.Module):
         """The patch projection (a stride-p convolution); frozen by ``freeze_patch_embed``."""
         raise NotImplementedError
 
-    def _to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Own parameter names -> canonical (timm-style) names."""
+    def state_to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Own parameter names -> canonical (timm-style) names (a subclass with its own
+        naming overrides this and :meth:`state_from_canonical`)."""
         return dict(state)
 
-    def _from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Canonical (timm-style) names -> own parameter names."""
+    def state_from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Canonical (timm-style) names -> own parameter names (used by
+        :func:`~xreid.backbones.weights.load_into`)."""
         return dict(state)
 
     def _weight_names(self) -> set[str]:
@@ -162,7 +164,7 @@ class FrameEncoder(nn.Module):
 
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict in canonical (timm-style) names; see :mod:`xreid.backbones.weights`."""
-        return self._to_canonical(self.state_dict())
+        return self.state_to_canonical(self.state_dict())
 
     def load_weights(
         self, weights: str | os.PathLike[str] | Mapping[str, torch.Tensor]

@@ -119,10 +119,10 @@ class OpenCLIPViT(FrameEncoder):
     def patch_embed_module(self) -> nn.Module:
         return self.visual.conv1
 
-    def _to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return openai_to_canonical(state, prefix=_PREFIX)
 
-    def _from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return canonical_to_openai(state, prefix=_PREFIX)
 
     def _weight_names(self) -> set[str]:

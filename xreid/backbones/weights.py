@@ -410,7 +410,7 @@ def load_into(model: FrameEncoder, weights: WeightsSource) -> None:
             parts.append(_fmt_list("unexpected keys", unexpected))
         raise ValueError("\n  ".join(parts))
 
-    result = model.load_state_dict(model._from_canonical(state), strict=False)
+    result = model.load_state_dict(model.state_from_canonical(state), strict=False)
     left = [k for k in result.missing_keys if k not in _XREID_KEYS]
     if left or result.unexpected_keys:  # pragma: no cover - guarded by the checks above
         raise ValueError(

@@ -64,6 +64,7 @@ __all__ = [
     "Mlp",
     "SingleQueryAttention",
     "SingleQueryBlock",
+    "make_blocks",
     "set_attention_impl",
 ]
 
@@ -486,7 +487,7 @@ class SingleQueryBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _make_blocks(
+def make_blocks(
     dim: int,
     num_heads: int,
     depth: int,
@@ -499,6 +500,8 @@ def _make_blocks(
     drop_path: float,
     attn_impl: AttentionImpl,
 ) -> nn.ModuleList:
+    """``depth`` identical :class:`SingleQueryBlock` s in a ``ModuleList`` (the block stack
+    of SII, LII and CII); the other arguments are those of :class:`SingleQueryBlock`."""
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth: expected an int >= 1, got {depth!r}")
     return nn.ModuleList(

@@ -33,7 +33,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from xreid._validation import check_module_input, check_tensor, shape_str
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 
 __all__ = ["CII", "CrossModalInteraction"]
 
@@ -76,7 +76,7 @@ class CrossModalInteraction(nn.Module):
             raise ValueError(f"query_residual: expected a bool, got {query_residual!r}")
         self.dim = dim
         self.query_residual = query_residual
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=True,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

@@ -15,7 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from xreid._validation import check_module_input
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 from xreid.layers.short_term import check_frame_tokens
 from xreid.layers.temporal_shift import split_frame_tokens
 
@@ -61,7 +61,7 @@ class LongTermInteraction(nn.Module):
             raise ValueError(f"stride: expected an int, got {stride!r}")
         self.dim = dim
         self.stride = stride
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=False,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from xreid._validation import check_module_input, check_tensor, shape_str
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 from xreid.layers.temporal_shift import check_shift_args, split_frame_tokens
 
 __all__ = ["SII", "ShortTermInteraction", "check_frame_tokens"]
@@ -82,7 +82,7 @@ class ShortTermInteraction(nn.Module):
         self.fold_div = fold_div
         self.padding = padding
         self.stride = stride
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=False,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_labels, check_tensor
-from xreid.losses.cpcl import _check_integer
+from xreid._validation import check_integer_dtype, check_labels, check_tensor
 from xreid.losses.triplet import TripletLoss
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,7 +177,7 @@ class XReIDLoss(nn.Module):
         modality: torch.Tensor | None = None,
     ) -> LossOutput:
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-        _check_integer(y, "labels")
+        check_integer_dtype(y, "labels")
         y = y.long()
         b = y.shape[0]
         terms: dict[str, torch.Tensor] = {}

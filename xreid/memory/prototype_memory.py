@@ -34,10 +34,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_floating, check_same_length, check_tensor
+from xreid._validation import (
+    check_floating,
+    check_integer_dtype,
+    check_same_length,
+    check_tensor,
+)
 from xreid.constants import INFRARED, VISIBLE
 from xreid.distributed import all_gather_variable, get_world_size, is_distributed
-from xreid.losses.cpcl import _check_integer, _cpcl
+from xreid.losses.cpcl import prototype_collaboration_loss
 
 __all__ = ["CPCMemory", "CrossModalPrototypeMemory"]
 
@@ -206,6 +211,11 @@ class CrossModalPrototypeMemory(nn.Module):
             Shapes, dtypes and devices are always checked (metadata only). Mutable
             attribute.
 
+    Attribute ``force_sync_free`` (default ``False``): on CPU, ``update`` writes the rows
+    exactly (one host synchronisation); on other devices, or when this is set, it uses the
+    synchronisation-free write path. Both paths give bitwise-equal prototypes; the switch
+    exists so that this equality can be checked on CPU.
+
     Methods: ``initialize(features (M, d), labels (M,), modality (M,))``,
     ``update(features (B, d), labels (B,), modality (B,))``,
     ``forward(features (B, d), labels (B,), modality (B,) | None) -> scalar`` CPCL loss.
@@ -258,8 +268,9 @@ class CrossModalPrototypeMemory(nn.Module):
         self.validate = bool(validate)
         self.is_initialized = False
         self._workspace: torch.Tensor | None = None
-        # testing hook: use the accelerator (synchronisation-free) write path on CPU too
-        self._force_sync_free = False
+        # use the accelerator (synchronisation-free) write path on CPU too; bitwise equal
+        # to the default CPU path (kept as a switch so that the equality can be tested)
+        self.force_sync_free = False
         self.register_buffer("visible", torch.zeros(num_identities, dim))
         self.register_buffer("infrared", torch.zeros(num_identities, dim))
 
@@ -279,14 +290,14 @@ class CrossModalPrototypeMemory(nn.Module):
         if f.device != device:
             raise ValueError(f"features: expected a tensor on {device}, got {f.device}")
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-        _check_integer(y, "labels")
+        check_integer_dtype(y, "labels")
         check_same_length("features", f, "labels", y)
         if y.device != device:
             raise ValueError(f"labels: expected a tensor on {device}, got {y.device}")
         m = None
         if modality is not None:
             m = check_tensor(modality, "modality", ndim=1, layout="(B,)")
-            _check_integer(m, "modality")
+            check_integer_dtype(m, "modality")
             check_same_length("features", f, "modality", m)
             if m.device != device:
                 raise ValueError(f"modality: expected a tensor on {device}, got {m.device}")
@@ -463,7 +474,7 @@ class CrossModalPrototypeMemory(nn.Module):
             candidates = both if candidates is None else candidates & both
         memories = (self.visible, self.infrared)
         first = _select_hard(memories, x, norms, y, candidates, self._scratch(x))
-        exact = x.device.type == "cpu" and not self._force_sync_free
+        exact = x.device.type == "cpu" and not self.force_sync_free
         _momentum_write(memories, x, norms, y, first, self.momentum, exact_rows=exact)
 
     def _scratch(self, x: torch.Tensor) -> torch.Tensor:
@@ -536,7 +547,8 @@ class CrossModalPrototypeMemory(nn.Module):
                 stacklevel=2,
             )
         if self.collaboration:
-            return _cpcl(f, y, self.visible, self.infrared, self.temperature)
+            return prototype_collaboration_loss(f, y, self.visible, self.infrared,
+                                                self.temperature, validate=False)
         assert m is not None
         return _own_modality_loss(f, y, m, self.visible, self.infrared, self.temperature)
 
