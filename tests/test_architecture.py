@@ -247,3 +247,136 @@ def test_checker_flags_another_modules_private_method(tmp_path):
     # the owner may call it on another instance of itself
     own = {"xreid.backbones.weights": {"_from_canonical"}}
     assert _check_snippet(tmp_path, "xreid.backbones.weights", source, own) == []
+
+
+# --- import cycles -----------------------------------------------------------------------
+
+
+def _module_level_imports(node: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Imports executed when the module is imported: top level, including inside ``try`` /
+    ``if`` / ``with`` blocks, but not in functions, classes or ``if TYPE_CHECKING:``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            found.append(child)
+        elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            found.extend(i for stmt in child.orelse for i in _module_level_imports(stmt))
+        elif isinstance(child, (ast.If, ast.Try, ast.With)):
+            found.extend(_module_level_imports(child))
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        elif hasattr(ast, "TryStar") and isinstance(child, ast.TryStar):
+            found.extend(_module_level_imports(child))
+    return found
+
+
+def _all_runtime_imports(node: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """Every import that can run, at module level or inside a function (lazy imports), but
+    not under ``if TYPE_CHECKING:``."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.Import, ast.ImportFrom)):
+            found.append(child)
+        elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            found.extend(i for stmt in child.orelse for i in _all_runtime_imports(stmt))
+        else:
+            found.extend(_all_runtime_imports(child))
+    return found
+
+
+def import_graph(root: Path = ROOT, *, lazy: bool = False) -> dict[str, set[str]]:
+    """module -> the xreid modules it imports at module level (the deepest module named:
+    ``from xreid.layers import attention`` -> ``xreid.layers.attention``,
+    ``from xreid.layers import SII`` -> ``xreid.layers``)."""
+    graph: dict[str, set[str]] = {}
+    for path in _source_files([root / "xreid"]):
+        module = _module_name(path, root)
+        is_package = path.name == "__init__.py"
+        edges: set[str] = set()
+        collect = _all_runtime_imports if lazy else _module_level_imports
+        for node in collect(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                source = _resolve_from(node, module, is_package)
+                targets = [f"{source}.{a.name}" if _is_module(f"{source}.{a.name}", root)
+                           else source for a in node.names]
+            edges.update(t for t in targets if t.split(".")[0] == "xreid" and t != module)
+        graph[module] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state:
+                cycle = visit(nxt)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            cycle = visit(start)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_no_import_cycle():
+    graph = import_graph()
+    assert "xreid.layers.attention" in graph["xreid.layers"]  # the graph is not empty
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# Lazy (function-level) imports that point back at their importer, with the reason.
+LAZY_CYCLE_ALLOWLIST = {
+    # TrainConfig(variant=...) resolves a variant; register_variant checks a variant's keys
+    # against the TrainConfig fields: one concern, two files, both imports lazy
+    ("xreid.engine.variants", "xreid.engine.config"),
+}
+
+
+def test_no_lazy_import_points_back():
+    """A function-level import does not break an import at load time, but it still makes two
+    modules depend on each other (the memory and ``xreid.distributed`` did)."""
+    graph = import_graph(lazy=True)
+    for a, b in LAZY_CYCLE_ALLOWLIST:
+        graph[a].discard(b)
+    assert "xreid.memory.prototype_memory" in graph["xreid.memory.distributed"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle (lazy imports included): " + " -> ".join(cycle)
+
+
+def test_cycle_finder():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_import_graph_sees_module_level_imports_only(tmp_path):
+    (tmp_path / "xreid").mkdir()
+    (tmp_path / "xreid" / "__init__.py").write_text("")
+    (tmp_path / "xreid" / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nimport xreid.b\n"
+        "if TYPE_CHECKING:\n    from xreid.c import C\n"
+        "def f():\n    from xreid.c import g\n")
+    (tmp_path / "xreid" / "b.py").write_text("try:\n    from . import a\nexcept ImportError:\n"
+                                             "    pass\n")
+    (tmp_path / "xreid" / "c.py").write_text("from xreid.a import x\n")
+    graph = import_graph(tmp_path)
+    assert graph["xreid.a"] == {"xreid.b"} and graph["xreid.b"] == {"xreid.a"}
+    assert find_cycle(graph) == ["xreid.a", "xreid.b", "xreid.a"]
+    lazy = import_graph(tmp_path, lazy=True)
+    assert lazy["xreid.a"] == {"xreid.b", "xreid.c"}  # the function's, not TYPE_CHECKING's

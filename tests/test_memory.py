@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from xreid import INFRARED, VISIBLE, CPCMemory, CrossModalPrototypeMemory, build_memory
-from xreid.distributed import ignore_memory_buffers_in_ddp
+from xreid.memory import ignore_memory_buffers_in_ddp
 from xreid.memory.build import extract_features
 from xreid.memory.prototype_memory import _momentum_write, _select_hard
 

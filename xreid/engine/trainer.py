@@ -349,7 +349,7 @@ class Trainer:
         self._build_train_data()
         self.memory_initialized = False
         if self.distributed:
-            from xreid.distributed import ignore_memory_buffers_in_ddp
+            from xreid.memory import ignore_memory_buffers_in_ddp
 
             ignore_memory_buffers_in_ddp(self.core)
             ids = [self.device.index] if self.device.type == "cuda" else None

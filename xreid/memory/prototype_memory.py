@@ -226,7 +226,7 @@ class CrossModalPrototypeMemory(nn.Module):
     synchronisation for the sizes) and every rank applies the same update to the same
     global batch, so prototypes stay bit-identical across ranks without a broadcast. Keep the
     buffers out of DDP's own buffer broadcast with
-    :func:`xreid.distributed.ignore_memory_buffers_in_ddp` (or keep the memory outside the
+    :func:`xreid.memory.ignore_memory_buffers_in_ddp` (or keep the memory outside the
     DDP-wrapped module). All ranks must call ``initialize`` / ``update`` together.
     """
 
