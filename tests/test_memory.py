@@ -16,7 +16,7 @@ from torch import nn
 
 from xreid import INFRARED, VISIBLE, CPCMemory, CrossModalPrototypeMemory, build_memory
 from xreid.memory import ignore_memory_buffers_in_ddp
-from xreid.memory.build import extract_features
+from xreid.memory.build import extract_memory_features
 from xreid.memory.prototype_memory import _momentum_write, _select_hard
 
 # --------------------------------------------------------------------------- references
@@ -526,7 +526,7 @@ def test_build_memory_eval_no_grad_and_restores_modes():
     assert all(c == (False, False) for c in model.calls)
     assert model.training and model.bn.training and not model.proj.training
     assert torch.equal(model.bn.running_mean, stats)  # eval: no BN statistics update
-    feats, labels, modality = extract_features(model, loader)
+    feats, labels, modality = extract_memory_features(model, loader)
     vis, ir = ref_initialize(feats, labels, modality, 4)
     torch.testing.assert_close(mem.visible, vis, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(mem.infrared, ir, rtol=1e-5, atol=1e-6)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xreid._validation import check_positive_int
 from xreid.engine.config_checks import check_config
 
 __all__ = ["PRESET_NAMES", "TrainConfig"]
@@ -308,9 +309,8 @@ class TrainConfig:
             if value is not None and not value >= 0:
                 raise ValueError(f"{key}: expected a weight >= 0, got {value}")
         stride = self.sii_stride
-        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)
-                                   or stride < 1):
-            raise ValueError(f"sii_stride: expected an int >= 1, got {stride!r}")
+        if stride is not None:
+            check_positive_int(stride, "sii_stride")
         if self.variant is not None:
             from xreid.engine.variants import list_variants
 

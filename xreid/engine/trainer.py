@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xreid._torch_utils import unwrap_model
 from xreid.engine.checkpoint import (
     atomic_save,
     capture_rng_state,
@@ -109,10 +110,6 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def train_step(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -134,7 +131,7 @@ def train_step(
     every loss term (unweighted) and the weighted total as floats.
     """
     device = torch.device(device)
-    core = _unwrap(model)
+    core = unwrap_model(model)
     missing = [k for k in ("video", "label", "modality", "camera") if k not in batch]
     if missing:
         raise ValueError(
@@ -446,7 +443,7 @@ class Trainer:
         if self.core.memory is None:
             return
         from xreid.data import ClipTransform, VideoClipDataset
-        from xreid.memory.build import extract_features
+        from xreid.memory.build import extract_memory_features
 
         cfg = self.cfg
         dataset = VideoClipDataset(
@@ -469,7 +466,7 @@ class Trainer:
             # the same clip feature as training's (camera embedding included when used)
             return model.clip_features(batch["video"], batch["camera"] if use_cameras else None)
 
-        raw, labels, modality = extract_features(core, loader, feature_fn=clip_features,
+        raw, labels, modality = extract_memory_features(core, loader, feature_fn=clip_features,
                                                  device=self.device,
                                                  autocast_dtype=autocast_dtype)
         # the training batches' memory feature is BN with batch statistics: normalise every

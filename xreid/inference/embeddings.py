@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from xreid._validation import check_positive_int
+
 __all__ = ["EMBEDDINGS_FORMAT", "EmbeddingSet", "embed_tracklets", "load_embeddings",
            "save_embeddings"]
 
@@ -168,8 +170,7 @@ def embed_tracklets(
     """
     from xreid.data.folder import TrackletClipDataset, collate_clips
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     model, pre = loaded.model, loaded.preprocessing
     tracklets = list(folder.tracklets)
     if use_cameras:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xreid._torch_utils import is_compiling
 from xreid._validation import (
     check_floating,
     check_integer_dtype,
@@ -50,7 +51,7 @@ def check_cpcl_form(form: object) -> str:
 
 def _check_label_range(labels: torch.Tensor, num_classes: int, name: str = "labels") -> None:
     """Raise if a label is outside [0, num_classes): one host sync, skipped under compile."""
-    if labels.numel() == 0 or torch.compiler.is_compiling():
+    if labels.numel() == 0 or is_compiling():
         return
     lo, hi = torch.stack([labels.min(), labels.max()]).tolist()
     if lo < 0 or hi >= num_classes:

@@ -34,6 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from xreid._torch_utils import is_compiling
 from xreid._validation import (
     check_floating,
     check_integer_dtype,
@@ -307,7 +308,7 @@ class CrossModalPrototypeMemory(nn.Module):
         self, features: torch.Tensor | None, labels: torch.Tensor, modality: torch.Tensor | None
     ) -> None:
         """Value checks with one host synchronisation (details only on the error path)."""
-        if labels.numel() == 0 or torch.compiler.is_compiling():
+        if labels.numel() == 0 or is_compiling():
             return
         c = self.num_identities
         flags = [((labels < 0) | (labels >= c)).any()]
@@ -435,7 +436,7 @@ class CrossModalPrototypeMemory(nn.Module):
         """
         f, y, m = self._check_batch(features, labels, modality)
         assert m is not None
-        if not self.is_initialized and not torch.compiler.is_compiling():
+        if not self.is_initialized and not is_compiling():
             warnings.warn(
                 "CrossModalPrototypeMemory.update called before initialize(): rows are "
                 "written from single samples into zero prototypes (use xreid.build_memory or "
@@ -493,7 +494,7 @@ class CrossModalPrototypeMemory(nn.Module):
         A row with NaN/inf has a non-finite norm, so the float64 sum of the norms is
         non-finite; rows whose squared norm overflows float32 are rejected too.
         """
-        if torch.compiler.is_compiling():
+        if is_compiling():
             return
         lims = torch.stack([*torch.aminmax(labels), *torch.aminmax(modality)]).double()
         summary = torch.cat([lims, norms.sum(dtype=torch.float64).view(1)]).tolist()
@@ -539,7 +540,7 @@ class CrossModalPrototypeMemory(nn.Module):
         f, y, m = self._check_batch(features, labels, modality)
         if self.validate:
             self._check_values(None, y, m)
-        if not self.is_initialized and not torch.compiler.is_compiling():
+        if not self.is_initialized and not is_compiling():
             warnings.warn(
                 "CrossModalPrototypeMemory.forward called before initialize(): the "
                 "prototypes are still zeros (use xreid.build_memory or initialize()).",

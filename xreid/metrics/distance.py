@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xreid._validation import shape_str
+from xreid._validation import check_positive_int, shape_str
 from xreid.metrics.ranking import as_tensor
 
 __all__ = [
@@ -80,8 +80,7 @@ def compute_distance(
         Inputs are never modified.
     """
     metric = resolve_metric(metric)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    check_positive_int(chunk_size, "chunk_size")
     q = _check_features(query, "query")
     g = _check_features(gallery, "gallery", q.device)
     if q.shape[1] != g.shape[1]:

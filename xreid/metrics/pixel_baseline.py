@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xreid._validation import check_positive_int
 from xreid.metrics.distance import compute_distance
 from xreid.metrics.ranking import evaluate_ranking
 from xreid.metrics.runner import (
@@ -58,9 +59,8 @@ def pixel_features(
     if (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                               for v in size)):
         raise ValueError(f"size: expected (height, width) of positive ints, got {size!r}")
-    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int)
-                                   or num_frames < 1):
-        raise ValueError(f"num_frames: expected a positive int or None, got {num_frames!r}")
+    if num_frames is not None:
+        check_positive_int(num_frames, "num_frames")
     h, w = size
     out = np.zeros((len(tracklets), h * w), dtype=np.float64)
     for row, tracklet in enumerate(tracklets):
@@ -104,8 +104,7 @@ def pixel_baseline(
         :class:`EvaluationResult` with ``protocol["method"] == "pixels"``.
     """
     dirs = check_directions(directions)
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank: expected a positive int, got {max_rank!r}")
+    check_positive_int(max_rank, "max_rank")
     for attr in ("query", "gallery"):
         if not callable(getattr(reader, attr, None)):
             raise ValueError(f"reader: expected a reader with query(direction) and "

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid._validation import shape_str
+from xreid._validation import check_positive_int, shape_str
 from xreid.metrics.ranking import as_tensor
 
 __all__ = ["re_ranking"]
@@ -72,8 +72,7 @@ def re_ranking(
     unstable ``np.argsort``, so results can differ only where distances tie.
     """
     for name, v in (("k1", k1), ("k2", k2), ("chunk_size", chunk_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_positive_int(v, name, numpy=True)
     if not 0.0 <= float(lambda_value) <= 1.0:
         raise ValueError(f"lambda_value: expected a float in [0, 1], got {lambda_value!r}")
     return_numpy = isinstance(q_g_dist, np.ndarray)

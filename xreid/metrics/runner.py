@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xreid._validation import check_positive_int
+from xreid.constants import DIRECTIONS
 from xreid.metrics.distance import compute_distance, resolve_metric
 from xreid.metrics.extract import Progress, extract_features
 from xreid.metrics.ranking import RankingResult, evaluate_ranking
@@ -27,7 +29,6 @@ from xreid.metrics.rerank import re_ranking
 __all__ = ["DIRECTIONS", "REPORTED_RANKS", "DirectionMetrics", "EvaluationResult",
            "check_directions", "evaluate_model"]
 
-DIRECTIONS: tuple[str, str] = ("i2v", "v2i")
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
 _KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
@@ -217,10 +218,8 @@ def evaluate_model(
 
     dirs = check_directions(directions)
     metric = resolve_metric(metric)
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank: expected a positive int, got {max_rank!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    check_positive_int(max_rank, "max_rank")
+    check_positive_int(batch_size, "batch_size")
     rr = _rerank_params(rerank)
     for attr in ("query", "gallery"):
         if not callable(getattr(dataset, attr, None)):
