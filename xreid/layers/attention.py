@@ -348,6 +348,8 @@ class SingleQueryAttention(nn.Module):
         out = torch.einsum("mhd,hcd->mhc", pooled, self.v.weight.view(h, self.head_dim, d))
         return out.reshape(m, d)
 
+    # Same signature as _absorbed on purpose: _explicit is the reference path (K/V per
+    # token) that the tests compare the fast path with, option for option.
     def _explicit(
         self,
         query: torch.Tensor,

@@ -106,6 +106,8 @@ class _TemporalShift(torch.autograd.Function):
         return _TemporalShiftAdjoint.apply(grad, ctx.fold, ctx.zero, ctx.stride), None, None, None
 
 
+# Deliberate mirror of _TemporalShift: each one's backward is the other (the shift and its
+# exact adjoint), which keeps double backward exact.
 class _TemporalShiftAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(g: torch.Tensor, fold: int, zero: bool, stride: int) -> torch.Tensor:  # type: ignore[override]

@@ -22,12 +22,12 @@ import torch
 
 from xreid._validation import check_positive_int
 from xreid.metrics.distance import compute_distance
-from xreid.metrics.ranking import evaluate_ranking
 from xreid.metrics.runner import (
-    REPORTED_RANKS,
     DirectionMetrics,
     EvaluationResult,
     check_directions,
+    gather_splits,
+    rank_direction,
 )
 
 __all__ = ["pixel_baseline", "pixel_features"]
@@ -105,34 +105,16 @@ def pixel_baseline(
     """
     dirs = check_directions(directions)
     check_positive_int(max_rank, "max_rank")
-    for attr in ("query", "gallery"):
-        if not callable(getattr(reader, attr, None)):
-            raise ValueError(f"reader: expected a reader with query(direction) and "
-                             f"gallery(direction), got {type(reader).__name__}")
+    splits, row_of = gather_splits(reader, dirs, "reader")
     if remove_same_camera is None:
         remove_same_camera = bool(getattr(reader, "eval_remove_same_camera", True))
-    splits = {d: (list(reader.query(d)), list(reader.gallery(d))) for d in dirs}
-    row_of: dict[Any, int] = {}
-    for q, g in splits.values():
-        for t in (*q, *g):
-            row_of.setdefault(t, len(row_of))
     feats = pixel_features(list(row_of), size=size, num_frames=num_frames)
     results: dict[str, DirectionMetrics] = {}
     for d, (q, g) in splits.items():
         qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)]
         gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)]
-        ranking = evaluate_ranking(
-            compute_distance(qf, gf, "cosine", normalize=True),
-            torch.tensor([t.pid for t in q], dtype=torch.long),
-            torch.tensor([t.pid for t in g], dtype=torch.long),
-            torch.tensor([t.camera for t in q], dtype=torch.long),
-            torch.tensor([t.camera for t in g], dtype=torch.long),
-            remove_same_camera=remove_same_camera,
-            max_rank=max(max_rank, max(REPORTED_RANKS)),
-        )
-        results[d] = DirectionMetrics.from_ranking(
-            ranking, num_queries=len(q), num_gallery=len(g), max_rank=max_rank
-        )
+        results[d] = rank_direction(compute_distance(qf, gf, "cosine", normalize=True), q, g,
+                                    remove_same_camera=remove_same_camera, max_rank=max_rank)
     protocol = {
         "method": "pixels", "dataset": type(reader).__name__, "size": list(size),
         "num_frames": num_frames, "metric": "cosine", "remove_same_camera": remove_same_camera,

@@ -27,7 +27,7 @@ from xreid.metrics.ranking import RankingResult, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 
 __all__ = ["DIRECTIONS", "REPORTED_RANKS", "DirectionMetrics", "EvaluationResult",
-           "check_directions", "evaluate_model"]
+           "check_directions", "evaluate_model", "gather_splits", "rank_direction"]
 
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
 _KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
@@ -161,6 +161,54 @@ def _rerank_params(rerank: bool | Mapping[str, Any]) -> dict[str, Any] | None:
     raise ValueError(f"rerank: expected a bool or a dict of re_ranking keywords, got {rerank!r}")
 
 
+def gather_splits(
+    reader: Any, directions: Sequence[str], name: str = "dataset"
+) -> tuple[dict[str, tuple[list[Any], list[Any]]], dict[Any, int]]:
+    """The query and gallery tracklets of each direction, and one row per distinct tracklet.
+
+    Returns ``(splits, row_of)``: ``splits[direction] = (query list, gallery list)`` from
+    ``reader.query(direction)`` / ``reader.gallery(direction)``; ``row_of[tracklet]`` numbers
+    the distinct tracklets of all splits in first-seen order, so that each one is embedded
+    once even when it is in both directions. ``ValueError`` naming ``name`` if ``reader``
+    lacks either method.
+    """
+    for attr in ("query", "gallery"):
+        if not callable(getattr(reader, attr, None)):
+            raise ValueError(f"{name}: expected a reader with query(direction) and "
+                             f"gallery(direction), got {type(reader).__name__}")
+    splits = {d: (list(reader.query(d)), list(reader.gallery(d))) for d in directions}
+    row_of: dict[Any, int] = {}
+    for q, g in splits.values():
+        for t in (*q, *g):
+            row_of.setdefault(t, len(row_of))
+    return splits, row_of
+
+
+def rank_direction(
+    dist: torch.Tensor,
+    query: Sequence[Any],
+    gallery: Sequence[Any],
+    *,
+    remove_same_camera: bool,
+    max_rank: int,
+) -> DirectionMetrics:
+    """:class:`DirectionMetrics` of a ``(Q, G)`` distance matrix between the ``query`` and
+    ``gallery`` tracklets (their ``pid`` and ``camera`` attributes); the CMC is computed up
+    to at least rank 20 so that every reported rank exists."""
+    ranking = evaluate_ranking(
+        dist,
+        torch.tensor([t.pid for t in query], dtype=torch.long),
+        torch.tensor([t.pid for t in gallery], dtype=torch.long),
+        torch.tensor([t.camera for t in query], dtype=torch.long),
+        torch.tensor([t.camera for t in gallery], dtype=torch.long),
+        remove_same_camera=remove_same_camera,
+        max_rank=max(max_rank, max(REPORTED_RANKS)),
+    )
+    return DirectionMetrics.from_ranking(
+        ranking, num_queries=len(query), num_gallery=len(gallery), max_rank=max_rank
+    )
+
+
 def evaluate_model(
     model: nn.Module,
     dataset: Any,
@@ -221,18 +269,9 @@ def evaluate_model(
     check_positive_int(max_rank, "max_rank")
     check_positive_int(batch_size, "batch_size")
     rr = _rerank_params(rerank)
-    for attr in ("query", "gallery"):
-        if not callable(getattr(dataset, attr, None)):
-            raise ValueError(f"dataset: expected a reader with query(direction) and "
-                             f"gallery(direction), got {type(dataset).__name__}")
+    splits, row_of = gather_splits(dataset, dirs, "dataset")
     if remove_same_camera is None:
         remove_same_camera = bool(getattr(dataset, "eval_remove_same_camera", True))
-
-    splits = {d: (list(dataset.query(d)), list(dataset.gallery(d))) for d in dirs}
-    row_of: dict[Any, int] = {}
-    for q, g in splits.values():
-        for t in (*q, *g):
-            row_of.setdefault(t, len(row_of))
     clips = VideoClipDataset(
         list(row_of), num_frames=num_frames, sampling=sampling,
         transform=ClipTransform(img_size, train=False, normalization=normalization),
@@ -259,18 +298,8 @@ def evaluate_model(
                 compute_distance(gf, gf, metric, normalize=normalize),
                 **rr,
             )
-        ranking = evaluate_ranking(
-            dist,
-            torch.tensor([t.pid for t in q], dtype=torch.long),
-            torch.tensor([t.pid for t in g], dtype=torch.long),
-            torch.tensor([t.camera for t in q], dtype=torch.long),
-            torch.tensor([t.camera for t in g], dtype=torch.long),
-            remove_same_camera=remove_same_camera,
-            max_rank=max(max_rank, max(REPORTED_RANKS)),
-        )
-        results[d] = DirectionMetrics.from_ranking(
-            ranking, num_queries=len(q), num_gallery=len(g), max_rank=max_rank
-        )
+        results[d] = rank_direction(dist, q, g, remove_same_camera=remove_same_camera,
+                                    max_rank=max_rank)
     protocol = {
         "dataset": type(dataset).__name__, "num_frames": num_frames, "sampling": sampling,
         "img_size": list(img_size), "metric": metric, "normalize": normalize,
