@@ -279,7 +279,7 @@ class PromptStages:
                                              shuffle=False, num_workers=cfg.num_workers)
 
         def projected_tap(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-            return model.backbone(batch["video"]).projected.mean(dim=1)
+            return model.projected_features(batch["video"])
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
         return extract_memory_features(trainer.core, loader, feature_fn=projected_tap,

@@ -315,9 +315,8 @@ class Trainer:
                                  self.reader.num_cameras).to(self.device)
         self.core = self.model
         if cfg.compile:
-            self.core.backbone.compile()
-            if self.core.mii is not None:
-                self.core.mii.compile()
+            for module in self.core.compile_targets():
+                module.compile()
         from xreid.losses.xreid_loss import XReIDLoss
 
         num_frames = cfg.num_frames

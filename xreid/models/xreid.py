@@ -494,6 +494,29 @@ class XReID(nn.Module):
         )
 
 
+    # ------------------------------------------------------------------ trainer hooks
+    def compile_targets(self) -> list[nn.Module]:
+        """The submodules worth ``torch.compile``-ing, each compiled in place with
+        ``module.compile()``: the backbone and, when built, the MII branch (the rest is a few
+        BatchNorms and linear layers)."""
+        return [self.backbone] + ([self.mii] if self.mii is not None else [])
+
+    def no_weight_decay(self) -> set[str]:
+        """Names (as in ``named_parameters``) that optimisers usually exclude from weight
+        decay: the backbone's [CLS] token, positional and camera embeddings. Used by
+        :func:`xreid.engine.build_optimizer` only with ``exclude_no_weight_decay=True`` (the
+        authors' code decays every parameter, the default)."""
+        return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+
+    def projected_features(
+        self, video: torch.Tensor, cameras: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, d): the temporal average of the backbone's projected [CLS] feature (the second
+        half of :meth:`clip_features`; the clip feature the textual prompts are aligned to)."""
+        video = self._check_video(video)
+        self._check_cameras(cameras, video.shape[0])
+        return self._encode(video, cameras)[1].mean(dim=1)
+
     # ------------------------------------------------------------------ optimiser hook
     def parameter_roles(self) -> dict[str, frozenset[str]]:
         """The learning-rate roles of every parameter, by name (the optimiser's hook).
