@@ -406,3 +406,26 @@ def test_xreid_loss_compiles_eager():
     loss_fn = XReIDLoss.paper()
     compiled = torch.compile(loss_fn, backend="eager")
     torch.testing.assert_close(compiled(out, labels, mem).total, loss_fn(out, labels, mem).total)
+
+
+def test_loss_presets_one_registry():
+    from xreid.losses import LOSS_PRESETS
+
+    official = XReIDLoss.official(num_frames=8)
+    assert official.weights == {"cpcl": 1.0, "triplet": 1.0, "id": 0.25, "frame_id": 1 / 8,
+                                "cmcl": 0.0}
+    assert XReIDLoss.from_preset("official", num_frames=8).weights == official.weights
+    assert XReIDLoss.paper().weights == {"cpcl": 1.0, "triplet": 1.0, "id": 1.0,
+                                         "frame_id": 0.0, "cmcl": 1.0}
+    assert set(LOSS_PRESETS) == {"paper", "official"}
+    tuned = XReIDLoss.from_preset("paper", id=0.5, label_smoothing=0.1)
+    assert tuned.weights["id"] == 0.5 and tuned.label_smoothing == 0.1
+    # smoothing and weights given to the preset are checked at construction
+    with pytest.raises(ValueError, match="label_smoothing: expected a float in"):
+        XReIDLoss.from_preset("official", label_smoothing=1.5)
+    with pytest.raises(ValueError, match="id: expected a weight >= 0"):
+        XReIDLoss.from_preset("paper", id=-1.0)
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        XReIDLoss.from_preset("nope")
+    with pytest.raises(ValueError, match="num_frames: expected an int >= 1, got 0"):
+        XReIDLoss.official(num_frames=0)

@@ -319,12 +319,11 @@ class Trainer:
                 module.compile()
         from xreid.losses.xreid_loss import XReIDLoss
 
-        num_frames = cfg.num_frames
-        self.loss_fn = (XReIDLoss.official(num_frames=num_frames)
-                        if cfg.loss_preset == "official" else XReIDLoss.paper())
-        if cfg.label_smoothing:
-            self.loss_fn.label_smoothing = cfg.label_smoothing
-        self.loss_fn.weights.update(cfg.loss_overrides())
+        # the preset, the explicit weights and the smoothing, all checked at construction
+        self.loss_fn = XReIDLoss.from_preset(
+            cfg.loss_preset, num_frames=cfg.num_frames, label_smoothing=cfg.label_smoothing,
+            **cfg.loss_overrides(),
+        )
         self.prompt_stages = None  # textual prompts (Table 4): xreid.engine.prompt_stages
         if cfg.text_prompts:
             from xreid.engine.prompt_stages import PromptStages
