@@ -27,64 +27,10 @@ from typing import Any
 
 from xreid._validation import check_positive_int
 from xreid.engine.config_checks import check_config
+from xreid.presets import PRESET_NAMES, TRAIN_PRESETS
 
 __all__ = ["PRESET_NAMES", "TrainConfig"]
 
-PRESET_NAMES = ("demo", "paper", "official")
-
-_PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {},
-    "paper": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "paper",
-        "loss_preset": "paper",
-        "epochs": 60,
-        "iters_per_epoch": None,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "once",
-        "normalization": "clip",
-        "pad": 10,
-        "freeze_patch_embed": True,
-        "eval_batch_size": 32,
-    },
-    "official": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "official",
-        "loss_preset": "official",
-        "epochs": 30,
-        "iters_per_epoch": 300,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50, 70),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "every_epoch",
-        "normalization": "imagenet",
-        "pad": 0,
-        "freeze_patch_embed": True,
-        "eval_batch_size": 32,
-    },
-}
 
 
 def _option(default: Any, help: str) -> Any:
@@ -297,14 +243,14 @@ class TrainConfig:
     def from_preset(cls, name: str = "demo", **overrides: Any) -> TrainConfig:
         """The preset's values, then the named ``variant``'s overrides (if ``overrides`` has
         a ``variant`` key), then ``overrides`` (unknown keys raise ``ValueError``)."""
-        if name not in _PRESETS:
+        if name not in TRAIN_PRESETS:
             raise ValueError(f"preset: expected one of {list(PRESET_NAMES)}, got {name!r}")
         variant: dict[str, Any] = {}
         if overrides.get("variant") is not None:
             from xreid.engine.variants import get_variant
 
             variant = dict(get_variant(overrides["variant"]).overrides)
-        values = {**_PRESETS[name], **variant, **overrides, "preset": name}
+        values = {**TRAIN_PRESETS[name], **variant, **overrides, "preset": name}
         return cls.from_dict(values)
 
     @classmethod

@@ -46,6 +46,7 @@ from xreid._validation import (
     check_tensor,
 )
 from xreid.losses.triplet import TripletLoss
+from xreid.presets import LOSS_PRESETS
 
 if TYPE_CHECKING:  # pragma: no cover
     from xreid.memory.prototype_memory import CrossModalPrototypeMemory
@@ -94,16 +95,6 @@ def _check_rows(x: object, name: str, b: int) -> torch.Tensor:
     return t
 
 
-LOSS_PRESETS: dict[str, dict[str, Any]] = {
-    # Eq. 10 as printed
-    "paper": {"cpcl": 1.0, "triplet": 1.0, "id": 1.0, "cmcl": 1.0, "frame_id": 0.0,
-              "margin": 0.3, "label_smoothing": 0.0},
-    # the authors' code: ID 0.25, no CMCL, frame-level ID with total weight 1 over T frames
-    "official": {"cpcl": 1.0, "triplet": 1.0, "id": 0.25, "cmcl": 0.0, "frame_id": 1.0,
-                 "margin": 0.3, "label_smoothing": 0.0},
-}
-"""Constructor keywords of :class:`XReIDLoss` per preset; ``frame_id`` is the weight summed
-over the T frames (:meth:`XReIDLoss.from_preset` divides it by ``num_frames``)."""
 
 
 class XReIDLoss(nn.Module):

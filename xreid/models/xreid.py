@@ -40,6 +40,7 @@ from xreid.layers.multi_granularity import MultiGranularityInteraction
 from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
+from xreid.presets import MODEL_PRESETS
 
 __all__ = ["PRESETS", "XReID", "XReIDConfig"]
 
@@ -94,22 +95,7 @@ class XReIDConfig:
     memory_collaboration: bool = True
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper: SII (1 block) + LII (S=2) + CII + CMCL, momentum 0.2, cross-modal hard
-    # selection; the paper is silent about detaching, so gradients reach the backbone.
-    "paper": {},
-    # The authors' released code (docs/differences.md): SII only with 2 blocks, detached MII
-    # input, frame-level ID losses, momentum 0.1, hard sample of either modality.
-    "official": {
-        "sii_depth": 2,
-        "use_lii": False,
-        "use_cii": False,
-        "detach_mii": True,
-        "frame_logits": True,
-        "memory_momentum": 0.1,
-        "hard_selection": "any",
-    },
-}
+PRESETS = MODEL_PRESETS  # the table lives in xreid.presets with the others
 
 
 class XReID(nn.Module):
