@@ -74,3 +74,17 @@ def test_check_integer_dtype(dtype):
     assert check_integer_dtype(torch.zeros(2, dtype=torch.int32), "y").dtype == torch.int32
     with pytest.raises(ValueError, match=f"y: expected an integer tensor, got dtype {dtype}"):
         check_integer_dtype(torch.zeros(2, dtype=dtype), "y")
+
+
+def test_check_real_finite():
+    from xreid._validation import check_real_finite
+
+    half = torch.ones(2, dtype=torch.float16)
+    assert check_real_finite(half, "x", "features").dtype == torch.float32
+    wide = torch.ones(2, dtype=torch.float64)
+    assert check_real_finite(wide, "x", "features", keep_float64=True).dtype == torch.float64
+    assert check_real_finite(wide, "x", "features").dtype == torch.float32
+    with pytest.raises(ValueError, match="x: expected real distances, got dtype torch.bool"):
+        check_real_finite(torch.ones(2, dtype=torch.bool), "x", "distances")
+    with pytest.raises(ValueError, match="x: expected finite features, got NaN or inf"):
+        check_real_finite(torch.tensor([1.0, float("nan")]), "x", "features")

@@ -21,6 +21,7 @@ __all__ = [
     "check_labels",
     "check_module_input",
     "check_positive_int",
+    "check_real_finite",
     "check_same_length",
     "check_tensor",
     "load_error_reason",
@@ -89,6 +90,20 @@ def check_integer_dtype(x: torch.Tensor, name: str) -> torch.Tensor:
     if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
     return x
+
+
+def check_real_finite(t: torch.Tensor, name: str, what: str, *,
+                      keep_float64: bool = False) -> torch.Tensor:
+    """``t`` as float32 (float64 kept if ``keep_float64``) after checking that it is real
+    (not bool or complex) and finite (one host synchronisation); ``what`` names the values
+    in messages (``query: expected finite features, got NaN or inf``)."""
+    if t.dtype == torch.bool or t.is_complex():
+        raise ValueError(f"{name}: expected real {what}, got dtype {t.dtype}")
+    if not (keep_float64 and t.dtype == torch.float64):
+        t = t.float()
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{name}: expected finite {what}, got NaN or inf")
+    return t
 
 
 def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid._validation import check_positive_int, shape_str
+from xreid._validation import check_positive_int, check_real_finite, shape_str
 from xreid.metrics.ranking import as_tensor
 
 __all__ = ["re_ranking"]
@@ -33,12 +33,7 @@ def _square(x: object, name: str, rows: int, cols: int, device: torch.device | N
     t = as_tensor(x, name, device)
     if t.dim() != 2 or tuple(t.shape) != (rows, cols):
         raise ValueError(f"{name}: expected shape ({rows}, {cols}), got {shape_str(t)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"{name}: expected real distances, got dtype {t.dtype}")
-    t = t.float()
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name}: expected finite distances, got NaN or inf")
-    return t
+    return check_real_finite(t, name, "distances")
 
 
 @torch.no_grad()
