@@ -50,6 +50,7 @@ LOSS_PRESETS: dict[str, dict[str, Any]] = {
 """Constructor keywords of :class:`XReIDLoss` per preset; ``frame_id`` is the weight summed
 over the T frames (:meth:`XReIDLoss.from_preset` divides it by ``num_frames``)."""
 
+# "paper" and "official" spell out the same keys on purpose: each preset reads as a whole.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "demo": {},
     "paper": {

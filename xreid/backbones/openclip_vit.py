@@ -27,6 +27,7 @@ _PREFIX = "visual."
 _RENAMES = {"depth": "layers", "embed_dim": "width"}
 
 
+# Same shape as timm_vit's _import_timm on purpose: each backbone names its own dependency.
 def _import_open_clip() -> Any:
     try:
         import open_clip

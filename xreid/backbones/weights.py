@@ -90,6 +90,7 @@ _OPENAI_TO_CANONICAL: list[tuple[str, str]] = [
     (r"^ln_pre\.", "norm_pre."),
     (r"^ln_post\.", "norm."),
 ]
+# Deliberate mirror of _OPENAI_TO_CANONICAL (the inverse renames; a round trip is tested).
 _CANONICAL_TO_OPENAI: list[tuple[str, str]] = [
     (r"^blocks\.(\d+)\.norm1\.", r"transformer.resblocks.\1.ln_1."),
     (r"^blocks\.(\d+)\.norm2\.", r"transformer.resblocks.\1.ln_2."),

@@ -57,6 +57,9 @@ class CrossModalInteraction(nn.Module):
             (True, the paper's standard block); False returns the block's update only.
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,

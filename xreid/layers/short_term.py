@@ -60,6 +60,9 @@ class ShortTermInteraction(nn.Module):
         attn_impl: ``"absorbed"`` (fast) or ``"explicit"`` (K/V per patch; reference).
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,
