@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xreid._torch_utils import model_device
 from xreid._validation import check_positive_int
 from xreid.constants import DIRECTIONS
 from xreid.metrics.distance import compute_distance, resolve_metric
@@ -278,7 +279,7 @@ def evaluate_model(
     )
     dev = torch.device(device) if device is not None else None
     if dev is None:
-        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+        dev = model_device(model)
     loader = torch.utils.data.DataLoader(
         clips, batch_size=1 if sampling == "dense" else batch_size, shuffle=False,
         num_workers=num_workers, pin_memory=dev.type == "cuda",
