@@ -380,3 +380,21 @@ def test_import_graph_sees_module_level_imports_only(tmp_path):
     assert find_cycle(graph) == ["xreid.a", "xreid.b", "xreid.a"]
     lazy = import_graph(tmp_path, lazy=True)
     assert lazy["xreid.a"] == {"xreid.b", "xreid.c"}  # the function's, not TYPE_CHECKING's
+
+
+# --- one home per helper -----------------------------------------------------------------
+
+# The same top-level name may stand in two modules only when each is the entry point of its
+# own command.
+SAME_NAME_ALLOWED = {"main"}
+
+
+def test_no_top_level_function_or_class_is_defined_twice():
+    homes: dict[str, list[str]] = {}
+    for path in _source_files([PACKAGE]):
+        for node in ast.parse(path.read_text(), str(path)).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                homes.setdefault(node.name, []).append(_module_name(path))
+    twice = {name: mods for name, mods in homes.items()
+             if len(mods) > 1 and name not in SAME_NAME_ALLOWED}
+    assert not twice, twice
