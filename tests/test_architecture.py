@@ -34,8 +34,6 @@ TEST_ALLOWLIST: set[tuple[str, str]] = {
     ("test_metrics_ranking.py", "_DEFAULT_PAIRS_PER_CHUNK"),  # ties across chunk edges
     ("test_metrics_ranking.py", "_PREFIX_FRACTION"),
     ("test_reliability_faults.py", "_init_distributed"),  # device choice without CUDA
-    ("test_reliability_faults.py", "_epoch_batches"),  # the loader's pin_memory choice
-    ("test_memory_feature_space.py", "_epoch_batches"),  # the very batches of step 0
 }
 
 # Private names of other libraries' protocols that xreid sets on purpose.

@@ -413,8 +413,9 @@ class Trainer:
     def iterations_per_epoch(self) -> int:
         return self.cfg.iters_per_epoch or len(self.sampler)
 
-    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        """The batches of ``epoch``: deterministic per (seed, epoch), cycling if needed."""
+    def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The training batches of the 0-based ``epoch``, as ``fit`` draws them: deterministic
+        per (seed, epoch), cycling the identity sampler if an epoch needs more iterations."""
         cfg = self.cfg
         needed = self.iterations_per_epoch()
         produced, cycle = 0, 0
@@ -633,7 +634,7 @@ class Trainer:
             if self.is_main:
                 self.callbacks.on_epoch_start(self, epoch, n_iter)
             sums: dict[str, float] = {}
-            for i, batch in enumerate(self._epoch_batches(epoch)):
+            for i, batch in enumerate(self.epoch_batches(epoch)):
                 try:
                     logs = train_step(
                         self.model, batch, self.loss_fn, self.optimizer, device=self.device,
