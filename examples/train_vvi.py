@@ -29,46 +29,6 @@ from xreid.engine import Callbacks, TrainConfig, Trainer
 from xreid.engine.checkpoint import error_message
 from xreid.engine.config import PRESET_NAMES
 
-HELP = {
-    "dataset": "dataset reader: synthetic (generated offline), hitsz-vcm or bupt-campus",
-    "root": "dataset folder (synthetic: where to generate/cache it)",
-    "img_size": "input height and width",
-    "num_frames": "frames per clip T",
-    "ids_per_batch": "identities per batch P",
-    "clips_per_modality": "clips per identity and modality K",
-    "backbone": "tiny | clip-vit-b16 | clip-vit-b16-openclip",
-    "weights": "local weights file (OpenAI ViT-B-16.pt, open_clip state dict or safetensors)",
-    "random_init": "allow a CLIP backbone without --weights (random init; smoke tests only)",
-    "min_len": "drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12, "
-               "BUPTCampus 1)",
-    "model_preset": "X-ReID heads: paper | official",
-    "loss_preset": "Eq. 10 weights: paper | official",
-    "memory_init": "CPC memory: once (paper) | every_epoch (authors' code)",
-    "iters_per_epoch": "iterations per epoch (default: one pass of the identity sampler)",
-    "milestones": "1-based epochs after which the LR is multiplied by gamma",
-    "device": "auto | cpu | cuda | cuda:N",
-    "amp": "mixed precision: none | bf16 | fp16",
-    "compile": "torch.compile the backbone and MII",
-    "output_dir": "where metrics.json, plots, log.jsonl and checkpoint.pt go",
-    "variant": "a named ablation of the paper (e.g. tab5/3; `examples/study.py --list`), "
-               "applied on top of the preset; explicit flags override it",
-    "use_sii": "SII branch of MII (Table 5)",
-    "sii_stride": "SII time stride S (Fig. 4)",
-    "use_memory": "CPC prototype memories and the CPCL loss (Table 4)",
-    "hard_selection": "memory update: cross_modal | same_modality | any (Table 4)",
-    "memory_collaboration": "CPCL against both memories (else own modality only; Table 4)",
-    # textual prompts (Table 4; docs/textual-prompts.md)
-    "text_prompts": "CLIP-ReID's two stages with per-identity, per-modality text prompts",
-    "text_weights": "CLIP checkpoint with the text tower (default: --weights)",
-    "prompt_stage1_epochs": "stage-1 (prompt learning) epochs; CLIP-ReID: 120",
-    "prompt_stage1_lr": "stage-1 Adam LR (warm-up 5 epochs from 1e-5, cosine); CLIP-ReID: 3.5e-4",
-    "prompt_stage1_batch_size": "stage-1 batch of cached clip features; CLIP-ReID: 64",
-    "prompt_stage1_i2t": "stage-1 image-to-text candidates: batch (CLIP-ReID) | all",
-    "prompt_similarity": "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)",
-    "prompt_i2t_weight": "weight of the stage-2 image-to-text cross-entropy",
-    "pixel_baseline": "also rank the test split by raw pixels (metrics.json baselines.pixels)",
-}
-
 
 def _field_type(f: dataclasses.Field) -> Any:
     hints = typing.get_type_hints(TrainConfig)
@@ -113,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         t = _field_type(f)
         args = typing.get_args(t)
-        kw: dict[str, Any] = {"default": None, "help": HELP.get(f.name, "")}
+        kw: dict[str, Any] = {"default": None, "help": f.metadata["help"]}
         if t is bool or (args and bool in args):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(t) is tuple:

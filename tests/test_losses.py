@@ -92,6 +92,21 @@ def test_cpcl_matches_eqs_3_4_and_gradients():
     assert CPCL is PrototypeCollaborationLoss and "temperature=0.1" in repr(CPCL(0.1))
 
 
+def test_cpcl_validate_false_is_the_same_value():
+    from xreid.losses import prototype_collaboration_loss
+
+    g = torch.Generator().manual_seed(1)
+    feats, vis, ir = (torch.randn(n, 6, generator=g) for n in (9, 4, 4))
+    labels = torch.randint(0, 4, (9,), generator=g)
+    for form in ("memory", "paper"):
+        checked = prototype_collaboration_loss(feats, labels, vis, ir, 0.07, form)
+        unchecked = prototype_collaboration_loss(feats, labels, vis, ir, 0.07, form,
+                                                 validate=False)
+        assert torch.equal(checked, unchecked)
+    with pytest.raises(ValueError, match="labels: expected values in"):
+        prototype_collaboration_loss(feats, labels + 4, vis, ir)
+
+
 def test_cpcl_equals_authors_cluster_memory_logits():
     """logits = normalize(x) @ M.T / 0.05 then CE, for each memory (docs/differences.md)."""
     feats, labels = torch.randn(8, 4), torch.randint(0, 3, (8,))
@@ -391,3 +406,26 @@ def test_xreid_loss_compiles_eager():
     loss_fn = XReIDLoss.paper()
     compiled = torch.compile(loss_fn, backend="eager")
     torch.testing.assert_close(compiled(out, labels, mem).total, loss_fn(out, labels, mem).total)
+
+
+def test_loss_presets_one_registry():
+    from xreid.losses import LOSS_PRESETS
+
+    official = XReIDLoss.official(num_frames=8)
+    assert official.weights == {"cpcl": 1.0, "triplet": 1.0, "id": 0.25, "frame_id": 1 / 8,
+                                "cmcl": 0.0}
+    assert XReIDLoss.from_preset("official", num_frames=8).weights == official.weights
+    assert XReIDLoss.paper().weights == {"cpcl": 1.0, "triplet": 1.0, "id": 1.0,
+                                         "frame_id": 0.0, "cmcl": 1.0}
+    assert set(LOSS_PRESETS) == {"paper", "official"}
+    tuned = XReIDLoss.from_preset("paper", id=0.5, label_smoothing=0.1)
+    assert tuned.weights["id"] == 0.5 and tuned.label_smoothing == 0.1
+    # smoothing and weights given to the preset are checked at construction
+    with pytest.raises(ValueError, match="label_smoothing: expected a float in"):
+        XReIDLoss.from_preset("official", label_smoothing=1.5)
+    with pytest.raises(ValueError, match="id: expected a weight >= 0"):
+        XReIDLoss.from_preset("paper", id=-1.0)
+    with pytest.raises(ValueError, match="preset: expected one of"):
+        XReIDLoss.from_preset("nope")
+    with pytest.raises(ValueError, match="num_frames: expected an int >= 1, got 0"):
+        XReIDLoss.official(num_frames=0)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from xreid import INFRARED, VISIBLE, CPCMemory, CrossModalPrototypeMemory, build_memory
-from xreid.distributed import ignore_memory_buffers_in_ddp
-from xreid.memory.build import extract_features
+from xreid.memory import ignore_memory_buffers_in_ddp
+from xreid.memory.build import extract_memory_features
 from xreid.memory.prototype_memory import _momentum_write, _select_hard
 
 # --------------------------------------------------------------------------- references
@@ -348,7 +348,7 @@ def test_validate_false_ignores_invalid_samples():
     for exact in (True, False):  # CPU default path and the accelerator (sync-free) path
         mem = make_memory(c, d, validate=False)
         if not exact:
-            mem._force_sync_free = True
+            mem.force_sync_free = True
         mem.update(bad_feats, bad_labels, bad_mod)
         assert torch.equal(mem.visible, ref.visible)
         assert torch.equal(mem.infrared, ref.infrared)
@@ -526,7 +526,7 @@ def test_build_memory_eval_no_grad_and_restores_modes():
     assert all(c == (False, False) for c in model.calls)
     assert model.training and model.bn.training and not model.proj.training
     assert torch.equal(model.bn.running_mean, stats)  # eval: no BN statistics update
-    feats, labels, modality = extract_features(model, loader)
+    feats, labels, modality = extract_memory_features(model, loader)
     vis, ir = ref_initialize(feats, labels, modality, 4)
     torch.testing.assert_close(mem.visible, vis, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(mem.infrared, ir, rtol=1e-5, atol=1e-6)
@@ -656,7 +656,7 @@ def test_same_modality_sync_free_path_is_bitwise_equal():
     for seed in range(3):
         exact = make_memory(c, d, seed=seed, hard_selection="same_modality")
         free = make_memory(c, d, seed=seed, hard_selection="same_modality")
-        free._force_sync_free = True
+        free.force_sync_free = True
         feats, labels, modality = random_batch(c, d, 20, seed)
         exact.update(feats, labels, modality)
         free.update(feats, labels, modality)

@@ -28,9 +28,9 @@ from xreid.distributed import (
     all_gather_variable,
     get_rank,
     get_world_size,
-    ignore_memory_buffers_in_ddp,
     is_distributed,
 )
+from xreid.memory import ignore_memory_buffers_in_ddp
 
 C, D = 7, 6
 WORLD = 2

@@ -32,7 +32,7 @@ def test_same_clip_same_memory_feature_at_step_0(tmp_path, data_root):
     tr.initialize_memory()
     for k, v in core.bn_sequence.state_dict().items():  # running statistics untouched
         assert torch.equal(v, running[k]), k
-    batch = next(iter(tr._epoch_batches(0)))
+    batch = next(iter(tr.epoch_batches(0)))
     core.train()
     with torch.no_grad():
         out = core(batch["video"], batch["modality"], batch["camera"], batch["label"])
@@ -40,7 +40,7 @@ def test_same_clip_same_memory_feature_at_step_0(tmp_path, data_root):
         # statistics (what initialize_memory does)
         core.eval()
         raw_all = torch.cat([core.clip_features(b["video"], b["camera"])
-                             for b in tr._epoch_batches(0)])
+                             for b in tr.epoch_batches(0)])
         raw = core.clip_features(batch["video"], batch["camera"])
         init_path = core.memory_norm(raw, raw_all.mean(0), raw_all.var(0, unbiased=False))
     cos = F.cosine_similarity(init_path, out.memory_feature, dim=1)

@@ -60,3 +60,35 @@ def test_model_without_roles():
     with pytest.raises(ValueError, match="parameter_roles"):
         build_optimizer(net, lr=1.0, classifier_lr_factor=10.0)
     assert isinstance(opt, torch.optim.Adam)
+
+
+def test_no_weight_decay_is_honoured_only_on_request():
+    cfg = TrainConfig.from_preset("official", backbone="tiny", root="unused")
+    model = build_model(cfg, 5, 3)
+    names = model.no_weight_decay()
+    assert {"backbone.cls_token", "backbone.pos_embed"} <= names
+    params = dict(model.named_parameters())
+    assert names <= set(params)  # every declared name is a real parameter
+    default = build_optimizer(model, lr=1.0, weight_decay=0.5)
+    assert all(g["weight_decay"] == 0.5 for g in default.param_groups)  # the authors' rule
+    opt = build_optimizer(model, lr=1.0, weight_decay=0.5, exclude_no_weight_decay=True)
+    decay = {g["name"]: g["weight_decay"] for g in opt.param_groups}
+    assert {n for n, wd in decay.items() if wd == 0.0} == names & set(decay)
+    assert all(wd == 0.5 for n, wd in decay.items() if n not in names)
+    assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in default.param_groups]
+    with pytest.raises(ValueError, match="no_weight_decay"):
+        build_optimizer(nn.Linear(2, 2), lr=1.0, exclude_no_weight_decay=True)
+
+
+def test_compile_targets_and_projected_features():
+    cfg = TrainConfig.from_preset("paper", backbone="tiny", root="unused")
+    model = build_model(cfg, 5, 3).eval()
+    assert model.compile_targets() == [model.backbone, model.mii]
+    video = torch.randn(2, 4, 3, *cfg.img_size)
+    with torch.no_grad():
+        proj = model.projected_features(video)
+        clip = model.clip_features(video)
+    assert torch.equal(proj, clip[:, -proj.shape[1]:])
+    bare = build_model(TrainConfig.from_preset("paper", backbone="tiny", root="unused",
+                                               use_sii=False, use_lii=False), 5, 3)
+    assert bare.mii is None and bare.compile_targets() == [bare.backbone]

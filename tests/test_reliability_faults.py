@@ -190,10 +190,10 @@ def test_cuda_trainer_loads_batches_into_pinned_memory(trained, monkeypatch):
 
     monkeypatch.setattr(torch.utils.data, "DataLoader", RecordingLoader)
     monkeypatch.setattr(trained, "device", torch.device("cuda", 0))
-    next(trained._epoch_batches(0))
+    next(trained.epoch_batches(0))
     assert seen["pin_memory"] is True
     monkeypatch.setattr(trained, "device", torch.device("cpu"))
-    next(trained._epoch_batches(0))
+    next(trained.epoch_batches(0))
     assert seen["pin_memory"] is False
 
 

@@ -4,24 +4,19 @@ Every helper degrades gracefully to a single process: when ``torch.distributed``
 available or not initialised, ``is_distributed()`` is False, the rank is 0, the world size is
 1 and the gathers return their inputs.
 
-The prototype memory (:class:`xreid.CrossModalPrototypeMemory`) keeps every rank's
-prototypes identical by construction: ``update`` all-gathers the batch and every rank runs
-the same deterministic update on the same global batch. DDP's default per-step buffer
-broadcast from rank 0 is then useless work (``2 * C * d * 4`` bytes per step), so
-:func:`ignore_memory_buffers_in_ddp` removes the memory buffers from DDP's synchronisation.
+This module knows nothing of the model's parts; the memory-aware DDP helper lives with the
+memory (:func:`xreid.memory.ignore_memory_buffers_in_ddp`).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch import nn
 
 __all__ = [
     "all_gather_variable",
     "get_rank",
     "get_world_size",
-    "ignore_memory_buffers_in_ddp",
     "is_distributed",
 ]
 
@@ -84,31 +79,3 @@ def all_gather_variable(
         dist.all_gather(parts, t, group=group)
         out.append(torch.cat([p[:s] for p, s in zip(parts, sizes)], dim=0))
     return tuple(out)
-
-
-def ignore_memory_buffers_in_ddp(model: nn.Module) -> list[str]:
-    """Exclude every prototype memory's buffers in ``model`` from DDP synchronisation.
-
-    Call on the plain model **before** wrapping it in
-    :class:`~torch.nn.parallel.DistributedDataParallel`. It finds every
-    :class:`~xreid.CrossModalPrototypeMemory` submodule and registers its ``visible`` and
-    ``infrared`` buffers (fully qualified names, e.g. ``"memory.visible"``) through
-    ``DistributedDataParallel._set_params_and_buffers_to_ignore_for_model``, merged with any
-    names registered before. DDP then neither broadcasts them from rank 0 at construction nor
-    at every forward; the memory keeps ranks identical itself (``initialize`` all-reduces,
-    ``update`` all-gathers). Returns the names added. Works without an initialised process
-    group (it only tags the model).
-    """
-    from torch.nn.parallel import DistributedDataParallel
-
-    from xreid.memory.prototype_memory import CrossModalPrototypeMemory
-
-    names: list[str] = []
-    for prefix, module in model.named_modules():
-        if isinstance(module, CrossModalPrototypeMemory):
-            for buf in ("visible", "infrared"):
-                names.append(f"{prefix}.{buf}" if prefix else buf)
-    previous = list(getattr(model, "_ddp_params_and_buffers_to_ignore", ()))
-    merged = previous + [n for n in names if n not in previous]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, merged)
-    return names

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from xreid._torch_utils import autocast_enabled, is_compiling
 from xreid._validation import check_tensor, shape_str
 
 __all__ = ["FrameEncoder", "FrameTokens"]
@@ -50,20 +51,6 @@ class FrameTokens(NamedTuple):
 
     tokens: torch.Tensor
     projected: torch.Tensor
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4: no device argument
-        if device_type == "cuda":
-            return bool(torch.is_autocast_enabled())
-        return bool(torch.is_autocast_cpu_enabled())
-
-
-def _is_compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and compiler.is_compiling())
 
 
 class FrameEncoder(nn.Module):
@@ -134,12 +121,14 @@ class FrameEncoder(nn.Module):
         """The patch projection (a stride-p convolution); frozen by ``freeze_patch_embed``."""
         raise NotImplementedError
 
-    def _to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Own parameter names -> canonical (timm-style) names."""
+    def state_to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Own parameter names -> canonical (timm-style) names (a subclass with its own
+        naming overrides this and :meth:`state_from_canonical`)."""
         return dict(state)
 
-    def _from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Canonical (timm-style) names -> own parameter names."""
+    def state_from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Canonical (timm-style) names -> own parameter names (used by
+        :func:`~xreid.backbones.weights.load_into`)."""
         return dict(state)
 
     def _weight_names(self) -> set[str]:
@@ -162,7 +151,7 @@ class FrameEncoder(nn.Module):
 
     def canonical_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict in canonical (timm-style) names; see :mod:`xreid.backbones.weights`."""
-        return self._to_canonical(self.state_dict())
+        return self.state_to_canonical(self.state_dict())
 
     def load_weights(
         self, weights: str | os.PathLike[str] | Mapping[str, torch.Tensor]
@@ -195,7 +184,7 @@ class FrameEncoder(nn.Module):
         cam = self._camera_term(cameras, b)
         frames = video.reshape(b * t, *video.shape[2:])
         weight = self.patch_embed_module().weight
-        if frames.dtype != weight.dtype and not _autocast_enabled(frames.device.type):
+        if frames.dtype != weight.dtype and not autocast_enabled(frames.device.type):
             frames = frames.to(weight.dtype)
         x = self._embed(frames)
         if cam is not None:
@@ -242,7 +231,7 @@ class FrameEncoder(nn.Module):
             raise ValueError(f"cameras: expected an integer tensor, got dtype {c.dtype}")
         if c.shape[0] != batch:
             raise ValueError(f"cameras: expected {batch} entries (one per clip), got {c.shape[0]}")
-        if not _is_compiling() and c.numel():
+        if not is_compiling() and c.numel():
             lo, hi = int(c.min()), int(c.max())
             if lo < 0 or hi >= self.num_cameras:
                 raise ValueError(

@@ -27,6 +27,7 @@ _PREFIX = "visual."
 _RENAMES = {"depth": "layers", "embed_dim": "width"}
 
 
+# Same shape as timm_vit's _import_timm on purpose: each backbone names its own dependency.
 def _import_open_clip() -> Any:
     try:
         import open_clip
@@ -119,10 +120,10 @@ class OpenCLIPViT(FrameEncoder):
     def patch_embed_module(self) -> nn.Module:
         return self.visual.conv1
 
-    def _to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return openai_to_canonical(state, prefix=_PREFIX)
 
-    def _from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return canonical_to_openai(state, prefix=_PREFIX)
 
     def _weight_names(self) -> set[str]:

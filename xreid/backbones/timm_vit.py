@@ -114,10 +114,10 @@ class TimmCLIPViT(FrameEncoder):
     def patch_embed_module(self) -> nn.Module:
         return self.vit.patch_embed.proj
 
-    def _to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_to_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k.removeprefix(_PREFIX): v for k, v in state.items()}
 
-    def _from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def state_from_canonical(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k if k == "camera_embed" else _PREFIX + k: v for k, v in state.items()}
 
     def _weight_names(self) -> set[str]:

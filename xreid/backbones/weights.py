@@ -90,6 +90,7 @@ _OPENAI_TO_CANONICAL: list[tuple[str, str]] = [
     (r"^ln_pre\.", "norm_pre."),
     (r"^ln_post\.", "norm."),
 ]
+# Deliberate mirror of _OPENAI_TO_CANONICAL (the inverse renames; a round trip is tested).
 _CANONICAL_TO_OPENAI: list[tuple[str, str]] = [
     (r"^blocks\.(\d+)\.norm1\.", r"transformer.resblocks.\1.ln_1."),
     (r"^blocks\.(\d+)\.norm2\.", r"transformer.resblocks.\1.ln_2."),
@@ -172,7 +173,7 @@ def check_zero_head_bias(value: torch.Tensor) -> None:
         )
 
 
-def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
+def _state_dict_of(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model", "module"):
             inner = obj.get(key)
@@ -226,7 +227,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit deprecation notices
             archive = torch.jit.load(str(p), map_location="cpu")
-        return _unwrap(dict(archive.state_dict()), source), {"source_format": "torchscript"}
+        return _state_dict_of(dict(archive.state_dict()), source), {"source_format": "torchscript"}
     if _is_safetensors(p):
         from safetensors import safe_open
 
@@ -240,7 +241,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             raise ValueError(
                 f"weights: {source} is not a valid safetensors file: {str(e).splitlines()[0]}"
             ) from e
-        return _unwrap(tensors, source), meta
+        return _state_dict_of(tensors, source), meta
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as e:
@@ -251,7 +252,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             + (" (it holds Python objects other than tensors; nothing in the file was "
                "executed)" if blocked else "") + f": {reason}"
         ) from e
-    return _unwrap(obj, source), {}
+    return _state_dict_of(obj, source), {}
 
 
 def to_canonical(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
@@ -362,7 +363,7 @@ def load_into(model: FrameEncoder, weights: WeightsSource) -> None:
     See :meth:`xreid.backbones.base.FrameEncoder.load_weights`.
     """
     if isinstance(weights, Mapping):
-        raw, meta, source = _unwrap(weights, "the state dict"), {}, "the given state dict"
+        raw, meta, source = _state_dict_of(weights, "the state dict"), {}, "the given state dict"
     elif isinstance(weights, (str, os.PathLike)):
         raw, meta = read_checkpoint(weights)
         source = repr(str(weights))
@@ -410,7 +411,7 @@ def load_into(model: FrameEncoder, weights: WeightsSource) -> None:
             parts.append(_fmt_list("unexpected keys", unexpected))
         raise ValueError("\n  ".join(parts))
 
-    result = model.load_state_dict(model._from_canonical(state), strict=False)
+    result = model.load_state_dict(model.state_from_canonical(state), strict=False)
     left = [k for k in result.missing_keys if k not in _XREID_KEYS]
     if left or result.unexpected_keys:  # pragma: no cover - guarded by the checks above
         raise ValueError(

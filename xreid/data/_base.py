@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from xreid.constants import DIRECTIONS
 from xreid.data.tracklet import Tracklet
 
 __all__ = ["DIRECTIONS", "VVIDataset", "check_direction"]
 
-DIRECTIONS: tuple[str, str] = ("i2v", "v2i")
-"""Cross-modal retrieval directions: infrared->visible and visible->infrared."""
 
 
 def check_direction(direction: object) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from xreid._validation import check_positive_int
 from xreid.data.sampling import SAMPLING_MODES, sample_frame_indices
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet
 from xreid.data.transforms import ClipTransform
@@ -111,8 +112,7 @@ class VideoClipDataset(torch.utils.data.Dataset):
         seed: int = 0,
         jpeg_draft: bool = True,
     ) -> None:
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames: expected an integer >= 1, got {num_frames!r}")
+        check_positive_int(num_frames, "num_frames")
         if sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling: expected one of {SAMPLING_MODES}, got {sampling!r}")
         self.tracklets = list(tracklets)

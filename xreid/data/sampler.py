@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from xreid._validation import check_positive_int
 from xreid.constants import INFRARED, VISIBLE
 from xreid.data.tracklet import Tracklet
 
@@ -70,8 +71,7 @@ class CrossModalIdentitySampler(torch.utils.data.Sampler[list[int]]):
         for name, v in (("ids_per_batch", ids_per_batch),
                         ("clips_per_modality", clips_per_modality),
                         ("num_replicas", num_replicas)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {v!r}")
+            check_positive_int(v, name)
         if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < num_replicas:
             raise ValueError(f"rank: expected an integer in [0, {num_replicas}), got {rank!r}")
         if batches_per_epoch is not None and (not isinstance(batches_per_epoch, int)

@@ -29,6 +29,8 @@ import math
 
 import torch
 
+from xreid._validation import check_positive_int
+
 __all__ = ["SAMPLING_MODES", "num_dense_clips", "sample_frame_indices"]
 
 SAMPLING_MODES: tuple[str, ...] = ("restricted_random", "chunk_first", "uniform", "dense")
@@ -54,10 +56,8 @@ def sample_frame_indices(num_frames_in_tracklet: int, num_frames: int, mode: str
         T indices, or ``ceil(n/T) * T`` for ``"dense"``.
     """
     n, T = num_frames_in_tracklet, num_frames
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"num_frames_in_tracklet: expected an integer >= 1, got {n!r}")
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"num_frames: expected an integer >= 1, got {T!r}")
+    check_positive_int(n, "num_frames_in_tracklet")
+    check_positive_int(T, "num_frames")
     if mode == "chunk_first":
         c = -(-n // T)
         return [min(t * c, n - 1) for t in range(T)]

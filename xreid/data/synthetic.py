@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from xreid._validation import check_int
 from xreid.data._render import (
     Camera,
     Identity,
@@ -49,12 +50,6 @@ _S_IDENTITY, _S_CAMERA, _S_PLAN, _S_SCENE, _S_NOISE = 1, 2, 3, 4, 5
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed & ((1 << 64) - 1), *keys])
-
-
-def _check_int(name: str, v: object, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name}: expected an integer >= {lo}, got {v!r}")
-    return v
 
 
 def _check_frames(frames: Sequence[int]) -> tuple[int, int]:
@@ -201,13 +196,13 @@ def make_synthetic_hitsz_vcm(
     ``info/query_IDX.txt`` (the 1-based numbers of all infrared test rows on one line), and
     ``Train|Test/<pid4>/<ir|rgb>/D<cam>/<f>.jpg`` (infrared frames are 1-channel JPEGs).
     """
-    _check_int("num_train_ids", num_train_ids, 1)
-    _check_int("num_test_ids", num_test_ids, 1)
-    _check_int("tracklets_per_id", tracklets_per_id, 1)
-    _check_int("test_tracklets_per_id", test_tracklets_per_id, 2)
-    _check_int("num_short", num_short, 0)
-    _check_int("num_cameras", num_cameras, 2)
-    _check_int("jpeg_quality", jpeg_quality, 1)
+    check_int(num_train_ids, "num_train_ids", minimum=1)
+    check_int(num_test_ids, "num_test_ids", minimum=1)
+    check_int(tracklets_per_id, "tracklets_per_id", minimum=1)
+    check_int(test_tracklets_per_id, "test_tracklets_per_id", minimum=2)
+    check_int(num_short, "num_short", minimum=0)
+    check_int(num_cameras, "num_cameras", minimum=2)
+    check_int(jpeg_quality, "jpeg_quality", minimum=1)
     if num_cameras > 12:
         raise ValueError(f"num_cameras: HITSZ-VCM has at most 12 cameras, got {num_cameras}")
     if num_train_ids + num_test_ids > 9999:
@@ -350,7 +345,7 @@ def make_synthetic_bupt_campus(
                          ("test_pairs_per_id", test_pairs_per_id, 2),
                          ("num_single_frame", num_single_frame, 0),
                          ("jpeg_quality", jpeg_quality, 1)):
-        _check_int(name, v, low)
+        check_int(v, name, minimum=low)
     _check_unit("occlusion_p", occlusion_p, 1.0)
     _check_unit("difficulty", difficulty, 2.0)
     lo, hi = _check_frames(frames)

@@ -67,7 +67,7 @@ def _pair(x: int | Sequence[int], name: str) -> tuple[int, int]:
     return t[0], t[1]
 
 
-def _range(x: Sequence[float], name: str, lo: float, hi: float) -> tuple[float, float]:
+def _min_max(x: Sequence[float], name: str, lo: float, hi: float) -> tuple[float, float]:
     a, b = (float(v) for v in x)
     if not lo <= a <= b <= hi:
         raise ValueError(f"{name}: expected (min, max) with {lo} <= min <= max <= {hi}, "
@@ -123,8 +123,8 @@ class ClipTransform:
         if not isinstance(pad, int) or pad < 0:
             raise ValueError(f"pad: expected an integer >= 0, got {pad!r}")
         self.pad = pad
-        self.erasing_scale = _range(erasing_scale, "erasing_scale", 0.0, 1.0)
-        self.erasing_ratio = _range(erasing_ratio, "erasing_ratio", 1e-6, math.inf)
+        self.erasing_scale = _min_max(erasing_scale, "erasing_scale", 0.0, 1.0)
+        self.erasing_ratio = _min_max(erasing_ratio, "erasing_ratio", 1e-6, math.inf)
         if erasing_value == "random":
             self.erasing_value: tuple[float, ...] | None = None
         else:

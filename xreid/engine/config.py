@@ -25,65 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xreid._validation import check_positive_int
 from xreid.engine.config_checks import check_config
+from xreid.presets import PRESET_NAMES, TRAIN_PRESETS
 
 __all__ = ["PRESET_NAMES", "TrainConfig"]
 
-PRESET_NAMES = ("demo", "paper", "official")
 
-_PRESETS: dict[str, dict[str, Any]] = {
-    "demo": {},
-    "paper": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "paper",
-        "loss_preset": "paper",
-        "epochs": 60,
-        "iters_per_epoch": None,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "once",
-        "normalization": "clip",
-        "pad": 10,
-        "freeze_patch_embed": True,
-        "eval_batch_size": 32,
-    },
-    "official": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "official",
-        "loss_preset": "official",
-        "epochs": 30,
-        "iters_per_epoch": 300,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50, 70),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "every_epoch",
-        "normalization": "imagenet",
-        "pad": 0,
-        "freeze_patch_embed": True,
-        "eval_batch_size": 32,
-    },
-}
+
+def _option(default: Any, help: str) -> Any:
+    """A dataclass field with its CLI help text (``examples/train_vvi.py`` builds every flag,
+    help included, from the fields)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -94,111 +47,210 @@ class TrainConfig:
     """
 
     # data
-    dataset: str = "synthetic"  # synthetic | hitsz-vcm | bupt-campus | folder (own data)
-    root: str | None = None  # dataset root; synthetic: where it is generated (cached)
-    synthetic_seed: int = 0
-    synthetic_train_ids: int | None = None  # None: the generator's default
-    synthetic_test_ids: int | None = None
-    min_len: int | None = None  # drop shorter tracklets; None: the dataset's default (12 / 1)
-    img_size: tuple[int, int] = (64, 32)
-    num_frames: int = 4
-    ids_per_batch: int = 8
-    clips_per_modality: int = 2
-    normalization: str = "imagenet"  # imagenet | clip
-    flip_p: float = 0.5
-    pad: int = 4
-    erasing_p: float = 0.5
-    num_workers: int = 0
-    use_cameras: bool = True  # camera embedding (SIE) on the [CLS] token
+    dataset: str = _option(
+        "synthetic",
+        "dataset reader: synthetic (generated offline), hitsz-vcm, bupt-campus or folder "
+        "(own data)"
+    )
+    root: str | None = _option(None, "dataset folder (synthetic: where to generate/cache it)")
+    synthetic_seed: int = _option(0, "seed of the synthetic dataset generator")
+    synthetic_train_ids: int | None = _option(
+        None,
+        "synthetic training identities (default: the generator's)"
+    )
+    synthetic_test_ids: int | None = _option(
+        None,
+        "synthetic test identities (default: the generator's)"
+    )
+    min_len: int | None = _option(
+        None,
+        "drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12, "
+        "BUPTCampus 1)"
+    )
+    img_size: tuple[int, int] = _option((64, 32), "input height and width")
+    num_frames: int = _option(4, "frames per clip T")
+    ids_per_batch: int = _option(8, "identities per batch P")
+    clips_per_modality: int = _option(2, "clips per identity and modality K")
+    normalization: str = _option("imagenet", "input normalisation statistics: imagenet | clip")
+    flip_p: float = _option(0.5, "probability of a horizontal flip of a training clip")
+    pad: int = _option(4, "pixels of zero padding before the random crop (0: no crop)")
+    erasing_p: float = _option(0.5, "probability of random erasing of a training clip")
+    num_workers: int = _option(0, "data loader worker processes")
+    use_cameras: bool = _option(True, "camera embedding (SIE) on the [CLS] token")
     # model
-    backbone: str = "tiny"
-    weights: str | None = None
-    random_init: bool = False  # allow a CLIP backbone without --weights (smoke tests only)
+    backbone: str = _option("tiny", "tiny | clip-vit-b16 | clip-vit-b16-openclip")
+    weights: str | None = _option(
+        None,
+        "local weights file (OpenAI ViT-B-16.pt, open_clip state dict or safetensors)"
+    )
+    random_init: bool = _option(
+        False,
+        "allow a CLIP backbone without --weights (random init; smoke tests only)"
+    )
     # backbone size overrides (None: the backbone's default; CLIP sizes must match weights)
-    patch_size: int | None = None
-    embed_dim: int | None = None
-    depth: int | None = None
-    num_heads: int | None = None
-    model_preset: str = "paper"  # XReID head preset: paper | official
-    loss_preset: str = "paper"  # XReIDLoss preset: paper | official
-    lii_stride: int | None = None
-    sii_depth: int | None = None
-    use_lii: bool | None = None
-    use_cii: bool | None = None
-    detach_mii: bool | None = None
+    patch_size: int | None = _option(None, "backbone patch size (default: the backbone's)")
+    embed_dim: int | None = _option(
+        None,
+        "backbone width D (default: the backbone's; CLIP must match the weights)"
+    )
+    depth: int | None = _option(None, "backbone blocks (default: the backbone's)")
+    num_heads: int | None = _option(None, "backbone attention heads (default: the backbone's)")
+    model_preset: str = _option("paper", "X-ReID heads: paper | official")
+    loss_preset: str = _option("paper", "Eq. 10 weights: paper | official")
+    lii_stride: int | None = _option(None, "LII time stride S (default: the model preset's)")
+    sii_depth: int | None = _option(None, "SII blocks (default: the model preset's)")
+    use_lii: bool | None = _option(None, "LII branch of MII (default: the model preset's; Table 5)")
+    use_cii: bool | None = _option(
+        None,
+        "CII cross-modal interaction (default: the model preset's; Table 5)"
+    )
+    detach_mii: bool | None = _option(
+        None,
+        "feed MII/CII detached backbone tokens, as the authors' code (default: the model "
+        "preset's)"
+    )
     # ablation switches (None: the model / loss preset's value); see xreid.engine.variants
-    use_sii: bool | None = None
-    sii_stride: int | None = None
-    use_memory: bool | None = None
-    hard_selection: str | None = None  # cross_modal | same_modality | any
-    memory_collaboration: bool | None = None
-    memory_momentum: float | None = None
-    memory_temperature: float | None = None
-    cpcl_weight: float | None = None
-    triplet_weight: float | None = None
-    id_weight: float | None = None
-    cmcl_weight: float | None = None
-    frame_id_weight: float | None = None
-    variant: str | None = None  # a named ablation (its overrides sit under explicit ones)
-    freeze_patch_embed: bool = False
-    grad_checkpointing: bool = False
-    label_smoothing: float = 0.0
-    memory_init: str = "once"  # once | every_epoch
-    memory_batch_size: int = 32
+    use_sii: bool | None = _option(None, "SII branch of MII (Table 5)")
+    sii_stride: int | None = _option(None, "SII time stride S (Fig. 4)")
+    use_memory: bool | None = _option(None, "CPC prototype memories and the CPCL loss (Table 4)")
+    hard_selection: str | None = _option(
+        None,
+        "memory update: cross_modal | same_modality | any (Table 4)"
+    )
+    memory_collaboration: bool | None = _option(
+        None,
+        "CPCL against both memories (else own modality only; Table 4)"
+    )
+    memory_momentum: float | None = _option(
+        None,
+        "prototype momentum mu of Eq. 1 (default: the model preset's)"
+    )
+    memory_temperature: float | None = _option(
+        None,
+        "CPCL temperature tau (default: the model preset's)"
+    )
+    cpcl_weight: float | None = _option(None, "Eq. 10 weight of CPCL (default: the loss preset's)")
+    triplet_weight: float | None = _option(
+        None,
+        "Eq. 10 weight of the triplet loss (default: the loss preset's)"
+    )
+    id_weight: float | None = _option(
+        None,
+        "Eq. 10 weight of the identity cross-entropy (default: the loss preset's)"
+    )
+    cmcl_weight: float | None = _option(None, "Eq. 10 weight of CMCL (default: the loss preset's)")
+    frame_id_weight: float | None = _option(
+        None,
+        "weight of the frame-level identity loss (default: the loss preset's)"
+    )
+    variant: str | None = _option(
+        None,
+        "a named ablation of the paper (e.g. tab5/3; `examples/study.py --list`), applied "
+        "on top of the preset; explicit flags override it"
+    )
+    freeze_patch_embed: bool = _option(False, "freeze the backbone's patch projection")
+    grad_checkpointing: bool = _option(
+        False,
+        "recompute backbone blocks in backward (less activation memory)"
+    )
+    label_smoothing: float = _option(
+        0.0,
+        "label smoothing of the identity cross-entropies, in [0, 1)"
+    )
+    memory_init: str = _option("once", "CPC memory: once (paper) | every_epoch (authors' code)")
+    memory_batch_size: int = _option(32, "batch size of the memory feature extraction")
     # optimisation (Adam, per-epoch warm-up + multi-step schedule)
-    epochs: int = 40
-    iters_per_epoch: int | None = 50  # None: one pass of the identity sampler
-    lr: float = 5e-4
-    warmup_epochs: int = 2
-    warmup_factor: float = 0.1
-    milestones: tuple[int, ...] = (32,)
-    gamma: float = 0.1
-    weight_decay: float = 1e-4
-    bias_lr_factor: float = 1.0
-    classifier_lr_factor: float = 10.0
-    head_lr_factor: float = 1.0  # MII / CII parameters
-    max_grad_norm: float | None = None
+    epochs: int = _option(40, "training epochs")
+    iters_per_epoch: int | None = _option(
+        50,
+        "iterations per epoch (default: one pass of the identity sampler)"
+    )
+    lr: float = _option(5e-4, "base learning rate (Adam)")
+    warmup_epochs: int = _option(2, "epochs of linear LR warm-up")
+    warmup_factor: float = _option(0.1, "LR multiplier at the start of the warm-up")
+    milestones: tuple[int, ...] = _option(
+        (32,),
+        "1-based epochs after which the LR is multiplied by gamma"
+    )
+    gamma: float = _option(0.1, "LR multiplier at each milestone")
+    weight_decay: float = _option(1e-4, "Adam (coupled L2) weight decay, on every parameter")
+    bias_lr_factor: float = _option(1.0, "LR multiplier of biases")
+    classifier_lr_factor: float = _option(10.0, "LR multiplier of the identity classifiers")
+    head_lr_factor: float = _option(1.0, "LR multiplier of the MII and CII parameters")
+    max_grad_norm: float | None = _option(
+        None,
+        "clip the gradient norm to this value (default: no clipping)"
+    )
     # textual prompts (Table 4 "Textual Prompts"; CLIP-ReID's two stages, see
     # xreid.engine.prompt_stages): stage 1 learns the prompts, then `epochs` of stage 2
-    text_prompts: bool = False
-    text_weights: str | None = None  # CLIP checkpoint with the text tower (None: `weights`)
-    prompt_stage1_epochs: int = 120  # CLIP-ReID: 120
-    prompt_stage1_lr: float = 3.5e-4  # CLIP-ReID: Adam 3.5e-4, warm-up 5 epochs from 1e-5
-    prompt_stage1_batch_size: int = 64  # CLIP-ReID: 64
-    prompt_stage1_i2t: str = "batch"  # batch (CLIP-ReID) | all (every prompt)
-    prompt_similarity: str = "dot"  # dot (CLIP-ReID) | cosine (x CLIP's logit scale)
-    prompt_i2t_weight: float = 1.0  # stage-2 image-to-text CE (CLIP-ReID: 1.0)
+    text_prompts: bool = _option(
+        False,
+        "CLIP-ReID's two stages with per-identity, per-modality text prompts"
+    )
+    text_weights: str | None = _option(
+        None,
+        "CLIP checkpoint with the text tower (default: --weights)"
+    )
+    prompt_stage1_epochs: int = _option(120, "stage-1 (prompt learning) epochs; CLIP-ReID: 120")
+    prompt_stage1_lr: float = _option(
+        3.5e-4,
+        "stage-1 Adam LR (warm-up 5 epochs from 1e-5, cosine); CLIP-ReID: 3.5e-4"
+    )
+    prompt_stage1_batch_size: int = _option(
+        64,
+        "stage-1 batch of cached clip features; CLIP-ReID: 64"
+    )
+    prompt_stage1_i2t: str = _option(
+        "batch",
+        "stage-1 image-to-text candidates: batch (CLIP-ReID) | all"
+    )
+    prompt_similarity: str = _option(
+        "dot",
+        "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)"
+    )
+    prompt_i2t_weight: float = _option(1.0, "weight of the stage-2 image-to-text cross-entropy")
     # runtime
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # torch intra-op CPU threads (None: torch's default)
-    amp: str = "none"  # none | bf16 | fp16
-    compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    eval_batch_size: int = 16
-    eval_sampling: str = "chunk_first"
-    eval_before: bool = True
-    pixel_baseline: bool = True  # also rank the test split by raw pixels (metrics "baselines")
-    rerank: bool = False
-    output_dir: str = "xreid_runs/demo"
-    save_every: int = 1  # epochs between checkpoints (the final one is always written)
-    log_every: int = 1  # iterations between JSONL log lines
-    preset: str = "demo"
-    extra: dict[str, Any] = field(default_factory=dict)
+    device: str = _option("auto", "auto | cpu | cuda | cuda:N")
+    threads: int | None = _option(None, "torch intra-op CPU threads (default: torch's)")
+    amp: str = _option("none", "mixed precision: none | bf16 | fp16")
+    compile: bool = _option(False, "torch.compile the backbone and MII")
+    seed: int = _option(0, "random seed of sampling, augmentation and initialisation")
+    deterministic: bool = _option(False, "deterministic torch algorithms (slower)")
+    eval_batch_size: int = _option(16, "tracklets per evaluation batch")
+    eval_sampling: str = _option(
+        "chunk_first",
+        "evaluation frames: chunk_first | uniform | dense | restricted_random"
+    )
+    eval_before: bool = _option(True, "also evaluate before training (the untrained row)")
+    pixel_baseline: bool = _option(
+        True,
+        "also rank the test split by raw pixels (metrics.json baselines.pixels)"
+    )
+    rerank: bool = _option(False, "k-reciprocal re-ranking at evaluation")
+    output_dir: str = _option(
+        "xreid_runs/demo",
+        "where metrics.json, plots, log.jsonl and checkpoint.pt go"
+    )
+    save_every: int = _option(1, "epochs between checkpoints (the final one is always written)")
+    log_every: int = _option(1, "iterations between JSONL log lines")
+    preset: str = _option("demo", "the preset this configuration started from")
+    extra: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "free-form values carried into config.json"}
+    )
 
     # ------------------------------------------------------------------ presets and I/O
     @classmethod
     def from_preset(cls, name: str = "demo", **overrides: Any) -> TrainConfig:
         """The preset's values, then the named ``variant``'s overrides (if ``overrides`` has
         a ``variant`` key), then ``overrides`` (unknown keys raise ``ValueError``)."""
-        if name not in _PRESETS:
+        if name not in TRAIN_PRESETS:
             raise ValueError(f"preset: expected one of {list(PRESET_NAMES)}, got {name!r}")
         variant: dict[str, Any] = {}
         if overrides.get("variant") is not None:
             from xreid.engine.variants import get_variant
 
             variant = dict(get_variant(overrides["variant"]).overrides)
-        values = {**_PRESETS[name], **variant, **overrides, "preset": name}
+        values = {**TRAIN_PRESETS[name], **variant, **overrides, "preset": name}
         return cls.from_dict(values)
 
     @classmethod
@@ -308,9 +360,8 @@ class TrainConfig:
             if value is not None and not value >= 0:
                 raise ValueError(f"{key}: expected a weight >= 0, got {value}")
         stride = self.sii_stride
-        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int)
-                                   or stride < 1):
-            raise ValueError(f"sii_stride: expected an int >= 1, got {stride!r}")
+        if stride is not None:
+            check_positive_int(stride, "sii_stride")
         if self.variant is not None:
             from xreid.engine.variants import list_variants
 

@@ -29,6 +29,7 @@ def build_optimizer(
     bias_lr_factor: float = 1.0,
     classifier_lr_factor: float = 1.0,
     head_lr_factor: float = 1.0,
+    exclude_no_weight_decay: bool = False,
 ) -> torch.optim.Adam:
     """Adam over the trainable parameters, one group per parameter (named in the group).
 
@@ -37,7 +38,21 @@ def build_optimizer(
     ``"head"`` that the model declares with ``parameter_roles() -> {name: roles}``
     (:meth:`xreid.XReID.parameter_roles`); factors compound. A model without that hook only
     gets the bias factor, and asking for the other factors then raises ``ValueError``.
+
+    ``exclude_no_weight_decay=True`` gives weight decay 0 to the parameters the model names
+    with ``no_weight_decay() -> set of names`` (:meth:`xreid.XReID.no_weight_decay`: the
+    [CLS] token and the positional and camera embeddings), as timm's optimiser factory
+    does. The default decays every parameter, as the authors' code.
     """
+    no_decay: set[str] = set()
+    if exclude_no_weight_decay:
+        no_decay_fn = getattr(model, "no_weight_decay", None)
+        if not callable(no_decay_fn):
+            raise ValueError(
+                f"model: exclude_no_weight_decay=True needs the model to declare "
+                f"no_weight_decay() -> set of names, got {type(model).__name__} without it"
+            )
+        no_decay = set(no_decay_fn())
     roles_fn = getattr(model, "parameter_roles", None)
     if callable(roles_fn):
         roles = roles_fn()
@@ -60,7 +75,8 @@ def build_optimizer(
             factor *= classifier_lr_factor
         if "head" in role:
             factor *= head_lr_factor
-        groups.append({"params": [param], "lr": lr * factor, "weight_decay": weight_decay,
+        decay = 0.0 if name in no_decay else weight_decay
+        groups.append({"params": [param], "lr": lr * factor, "weight_decay": decay,
                        "name": name})
     if not groups:
         raise ValueError("model: expected at least one trainable parameter, got none")

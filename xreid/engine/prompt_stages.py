@@ -265,7 +265,7 @@ class PromptStages:
         """One clip per training tracklet through the frozen image encoder -> (features
         (N, d) = TAP of the projected [CLS], labels (N,), modality (N,))."""
         from xreid.data import ClipTransform, VideoClipDataset
-        from xreid.memory.build import extract_features
+        from xreid.memory.build import extract_memory_features
 
         cfg, trainer = self.cfg, self.trainer
         dataset = VideoClipDataset(
@@ -279,10 +279,10 @@ class PromptStages:
                                              shuffle=False, num_workers=cfg.num_workers)
 
         def projected_tap(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
-            return model.backbone(batch["video"]).projected.mean(dim=1)
+            return model.projected_features(batch["video"])
 
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        return extract_features(trainer.core, loader, feature_fn=projected_tap,
+        return extract_memory_features(trainer.core, loader, feature_fn=projected_tap,
                                 device=self.device, autocast_dtype=dtype)
 
     # --------------------------------------------------------------------------- stage 1

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xreid._torch_utils import unwrap_model
 from xreid.engine.checkpoint import (
     atomic_save,
     capture_rng_state,
@@ -109,10 +110,6 @@ def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractConte
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def train_step(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -134,7 +131,7 @@ def train_step(
     every loss term (unweighted) and the weighted total as floats.
     """
     device = torch.device(device)
-    core = _unwrap(model)
+    core = unwrap_model(model)
     missing = [k for k in ("video", "label", "modality", "camera") if k not in batch]
     if missing:
         raise ValueError(
@@ -318,17 +315,15 @@ class Trainer:
                                  self.reader.num_cameras).to(self.device)
         self.core = self.model
         if cfg.compile:
-            self.core.backbone.compile()
-            if self.core.mii is not None:
-                self.core.mii.compile()
+            for module in self.core.compile_targets():
+                module.compile()
         from xreid.losses.xreid_loss import XReIDLoss
 
-        num_frames = cfg.num_frames
-        self.loss_fn = (XReIDLoss.official(num_frames=num_frames)
-                        if cfg.loss_preset == "official" else XReIDLoss.paper())
-        if cfg.label_smoothing:
-            self.loss_fn.label_smoothing = cfg.label_smoothing
-        self.loss_fn.weights.update(cfg.loss_overrides())
+        # the preset, the explicit weights and the smoothing, all checked at construction
+        self.loss_fn = XReIDLoss.from_preset(
+            cfg.loss_preset, num_frames=cfg.num_frames, label_smoothing=cfg.label_smoothing,
+            **cfg.loss_overrides(),
+        )
         self.prompt_stages = None  # textual prompts (Table 4): xreid.engine.prompt_stages
         if cfg.text_prompts:
             from xreid.engine.prompt_stages import PromptStages
@@ -349,7 +344,7 @@ class Trainer:
         self._build_train_data()
         self.memory_initialized = False
         if self.distributed:
-            from xreid.distributed import ignore_memory_buffers_in_ddp
+            from xreid.memory import ignore_memory_buffers_in_ddp
 
             ignore_memory_buffers_in_ddp(self.core)
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -418,8 +413,9 @@ class Trainer:
     def iterations_per_epoch(self) -> int:
         return self.cfg.iters_per_epoch or len(self.sampler)
 
-    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        """The batches of ``epoch``: deterministic per (seed, epoch), cycling if needed."""
+    def epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The training batches of the 0-based ``epoch``, as ``fit`` draws them: deterministic
+        per (seed, epoch), cycling the identity sampler if an epoch needs more iterations."""
         cfg = self.cfg
         needed = self.iterations_per_epoch()
         produced, cycle = 0, 0
@@ -446,7 +442,7 @@ class Trainer:
         if self.core.memory is None:
             return
         from xreid.data import ClipTransform, VideoClipDataset
-        from xreid.memory.build import extract_features
+        from xreid.memory.build import extract_memory_features
 
         cfg = self.cfg
         dataset = VideoClipDataset(
@@ -469,7 +465,7 @@ class Trainer:
             # the same clip feature as training's (camera embedding included when used)
             return model.clip_features(batch["video"], batch["camera"] if use_cameras else None)
 
-        raw, labels, modality = extract_features(core, loader, feature_fn=clip_features,
+        raw, labels, modality = extract_memory_features(core, loader, feature_fn=clip_features,
                                                  device=self.device,
                                                  autocast_dtype=autocast_dtype)
         # the training batches' memory feature is BN with batch statistics: normalise every
@@ -638,7 +634,7 @@ class Trainer:
             if self.is_main:
                 self.callbacks.on_epoch_start(self, epoch, n_iter)
             sums: dict[str, float] = {}
-            for i, batch in enumerate(self._epoch_batches(epoch)):
+            for i, batch in enumerate(self.epoch_batches(epoch)):
                 try:
                     logs = train_step(
                         self.model, batch, self.loss_fn, self.optimizer, device=self.device,

@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from xreid._torch_utils import model_device
+from xreid._validation import check_positive_int
+
 __all__ = ["EMBEDDINGS_FORMAT", "EmbeddingSet", "embed_tracklets", "load_embeddings",
            "save_embeddings"]
 
@@ -168,8 +171,7 @@ def embed_tracklets(
     """
     from xreid.data.folder import TrackletClipDataset, collate_clips
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    check_positive_int(batch_size, "batch_size")
     model, pre = loaded.model, loaded.preprocessing
     tracklets = list(folder.tracklets)
     if use_cameras:
@@ -183,7 +185,7 @@ def embed_tracklets(
                                   transform=pre.transform(), skip_bad=skip_bad)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          num_workers=num_workers, collate_fn=collate_clips)
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = torch.device(device) if device is not None else model_device(model)
     feats: list[torch.Tensor] = []
     kept: list[int] = []
     model.eval()

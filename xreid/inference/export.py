@@ -15,6 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from xreid._torch_utils import eval_mode
+from xreid._validation import check_positive_int
+
 __all__ = ["ONNX_OPSET", "Embedder", "export_onnx"]
 
 ONNX_OPSET = 18
@@ -46,21 +49,16 @@ def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
         import onnx  # noqa: F401 - fail early with the extra's name
     except ImportError as exc:
         raise ImportError("ONNX export needs onnx: pip install 'xreid[export]'") from exc
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
-        raise ValueError(f"num_frames: expected a positive int, got {num_frames!r}")
+    check_positive_int(num_frames, "num_frames")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    was_training = model.training
-    embedder = Embedder(model).eval().cpu()
+    embedder = Embedder(model).cpu()
     video = torch.randn(batch_size, num_frames, 3, *img_size)
     kwargs: dict[str, Any] = {
         "input_names": ["video"], "output_names": ["embedding"], "opset_version": ONNX_OPSET,
         "dynamic_shapes": {"video": {0: torch.export.Dim.DYNAMIC}},
         "dynamo": True, "verbose": False, "optimize": optimize,
     }
-    try:
-        with torch.no_grad():
-            torch.onnx.export(embedder, (video,), str(path), **kwargs)
-    finally:
-        model.train(was_training)
+    with eval_mode(embedder), torch.no_grad():
+        torch.onnx.export(embedder, (video,), str(path), **kwargs)
     return path

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from xreid._torch_utils import model_device
+
 __all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "load_model"]
 
 CHECKPOINT_FORMAT = "xreid-train-checkpoint-v1"
@@ -84,7 +86,7 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return model_device(self.model)
 
 
 def _not_a_checkpoint(path: Path, why: str) -> ValueError:

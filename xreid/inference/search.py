@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from xreid._validation import check_positive_int
+
 __all__ = ["SearchResult", "exact_search", "faiss_search", "search"]
 
 
@@ -40,8 +42,7 @@ def _check(query: torch.Tensor, gallery: torch.Tensor, top_k: int) -> int:
     if query.shape[1] != gallery.shape[1]:
         raise ValueError(f"gallery: expected embeddings of size {query.shape[1]} (the query's), "
                          f"got {gallery.shape[1]}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k: expected a positive int, got {top_k!r}")
+    check_positive_int(top_k, "top_k")
     return min(top_k, gallery.shape[0])
 
 

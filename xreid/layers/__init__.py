@@ -18,6 +18,7 @@ from xreid.layers.attention import (
     Mlp,
     SingleQueryAttention,
     SingleQueryBlock,
+    make_blocks,
     set_attention_impl,
 )
 from xreid.layers.cross_modal import CII, CrossModalInteraction
@@ -48,6 +49,7 @@ __all__ = [
     "SingleQueryBlock",
     "check_frame_tokens",
     "check_shift_args",
+    "make_blocks",
     "set_attention_impl",
     "split_frame_tokens",
     "temporal_shift",

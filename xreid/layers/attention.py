@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from xreid._validation import check_tensor
+from xreid._torch_utils import autocast_enabled
+from xreid._validation import check_positive_int, check_tensor
 
 __all__ = [
     "AttentionImpl",
@@ -64,6 +65,7 @@ __all__ = [
     "Mlp",
     "SingleQueryAttention",
     "SingleQueryBlock",
+    "make_blocks",
     "set_attention_impl",
 ]
 
@@ -96,15 +98,6 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim, accumulated in at least float32 (bf16/fp16 safe)."""
     acc = torch.promote_types(scores.dtype, torch.float32)
     return torch.softmax(scores, dim=-1, dtype=acc).to(scores.dtype)
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # pragma: no cover - torch < 2.4
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return torch.is_autocast_enabled()
 
 
 class _KeyNormAttention(torch.autograd.Function):
@@ -313,7 +306,7 @@ class SingleQueryAttention(nn.Module):
             and keys.dtype in (torch.float32, torch.float64)
             and query.dtype == keys.dtype
             and self.k.weight.dtype == keys.dtype
-            and not _autocast_enabled(keys.device.type)
+            and not autocast_enabled(keys.device.type)
         )
 
     def _absorbed_key_norm(
@@ -355,6 +348,8 @@ class SingleQueryAttention(nn.Module):
         out = torch.einsum("mhd,hcd->mhc", pooled, self.v.weight.view(h, self.head_dim, d))
         return out.reshape(m, d)
 
+    # Same signature as _absorbed on purpose: _explicit is the reference path (K/V per
+    # token) that the tests compare the fast path with, option for option.
     def _explicit(
         self,
         query: torch.Tensor,
@@ -486,7 +481,7 @@ class SingleQueryBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def _make_blocks(
+def make_blocks(
     dim: int,
     num_heads: int,
     depth: int,
@@ -499,8 +494,9 @@ def _make_blocks(
     drop_path: float,
     attn_impl: AttentionImpl,
 ) -> nn.ModuleList:
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth: expected an int >= 1, got {depth!r}")
+    """``depth`` identical :class:`SingleQueryBlock` s in a ``ModuleList`` (the block stack
+    of SII, LII and CII); the other arguments are those of :class:`SingleQueryBlock`."""
+    check_positive_int(depth, "depth")
     return nn.ModuleList(
         SingleQueryBlock(
             dim,

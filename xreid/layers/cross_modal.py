@@ -33,7 +33,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from xreid._validation import check_module_input, check_tensor, shape_str
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 
 __all__ = ["CII", "CrossModalInteraction"]
 
@@ -57,6 +57,9 @@ class CrossModalInteraction(nn.Module):
             (True, the paper's standard block); False returns the block's update only.
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,
@@ -76,7 +79,7 @@ class CrossModalInteraction(nn.Module):
             raise ValueError(f"query_residual: expected a bool, got {query_residual!r}")
         self.dim = dim
         self.query_residual = query_residual
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=True,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

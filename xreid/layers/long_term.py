@@ -15,7 +15,7 @@ from einops import rearrange
 from torch import nn
 
 from xreid._validation import check_module_input
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 from xreid.layers.short_term import check_frame_tokens
 from xreid.layers.temporal_shift import split_frame_tokens
 
@@ -42,6 +42,9 @@ class LongTermInteraction(nn.Module):
         drop, attn_drop, drop_path: dropout rates. attn_impl: ``"absorbed"`` or ``"explicit"``.
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,
@@ -61,7 +64,7 @@ class LongTermInteraction(nn.Module):
             raise ValueError(f"stride: expected an int, got {stride!r}")
         self.dim = dim
         self.stride = stride
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=False,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

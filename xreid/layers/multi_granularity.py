@@ -62,6 +62,9 @@ class MultiGranularityInteraction(nn.Module):
         drop, attn_drop, drop_path: dropout rates. attn_impl: ``"absorbed"`` or ``"explicit"``.
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,

@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 
 from xreid._validation import check_module_input, check_tensor, shape_str
-from xreid.layers.attention import AttentionImpl, KeyNorm, _make_blocks
+from xreid.layers.attention import AttentionImpl, KeyNorm, make_blocks
 from xreid.layers.temporal_shift import check_shift_args, split_frame_tokens
 
 __all__ = ["SII", "ShortTermInteraction", "check_frame_tokens"]
@@ -60,6 +60,9 @@ class ShortTermInteraction(nn.Module):
         attn_impl: ``"absorbed"`` (fast) or ``"explicit"`` (K/V per patch; reference).
     """
 
+    # The block keywords (mlp_ratio, key_norm, drop, attn_drop, drop_path, attn_impl) repeat
+    # in SII, LII, CII and MII on purpose: each module is usable alone and hands them to
+    # make_blocks.
     def __init__(
         self,
         dim: int,
@@ -82,7 +85,7 @@ class ShortTermInteraction(nn.Module):
         self.fold_div = fold_div
         self.padding = padding
         self.stride = stride
-        self.blocks = _make_blocks(
+        self.blocks = make_blocks(
             dim, num_heads, depth, mlp_ratio=mlp_ratio, key_norm=key_norm, self_attend=False,
             drop=drop, attn_drop=attn_drop, drop_path=drop_path, attn_impl=attn_impl,
         )

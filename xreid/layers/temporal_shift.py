@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from xreid._validation import check_tensor
+from xreid._validation import check_int, check_positive_int, check_tensor
 
 __all__ = ["check_shift_args", "split_frame_tokens", "temporal_shift"]
 
@@ -106,6 +106,8 @@ class _TemporalShift(torch.autograd.Function):
         return _TemporalShiftAdjoint.apply(grad, ctx.fold, ctx.zero, ctx.stride), None, None, None
 
 
+# Deliberate mirror of _TemporalShift: each one's backward is the other (the shift and its
+# exact adjoint), which keeps double backward exact.
 class _TemporalShiftAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(g: torch.Tensor, fold: int, zero: bool, stride: int) -> torch.Tensor:  # type: ignore[override]
@@ -175,12 +177,10 @@ class _MergeTokens(torch.autograd.Function):
 
 def check_shift_args(fold_div: object, padding: object, stride: object = 1) -> None:
     """Raise ``ValueError`` naming the first bad option of :func:`temporal_shift`."""
-    if isinstance(fold_div, bool) or not isinstance(fold_div, int) or fold_div < 2:
-        raise ValueError(f"fold_div: expected an int >= 2, got {fold_div!r}")
+    check_int(fold_div, "fold_div", minimum=2)
     if padding not in _PADDINGS:
         raise ValueError(f"padding: expected one of {_PADDINGS}, got {padding!r}")
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride: expected an int >= 1, got {stride!r}")
+    check_positive_int(stride, "stride")
 
 
 def check_shift_shape(x: torch.Tensor, name: str, fold_div: int, layout: str) -> None:

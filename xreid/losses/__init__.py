@@ -19,12 +19,13 @@ from xreid.losses.cpcl import (
     prototype_collaboration_loss,
 )
 from xreid.losses.triplet import TripletLoss, batch_hard_triplet_loss, euclidean_dist
-from xreid.losses.xreid_loss import TERMS, LossOutput, XReIDLoss
+from xreid.losses.xreid_loss import LOSS_PRESETS, TERMS, LossOutput, XReIDLoss
 
 __all__ = [
     "CMCL",
     "CPCL",
     "CPCL_FORMS",
+    "LOSS_PRESETS",
     "TERMS",
     "CrossModalConstraintLoss",
     "LossOutput",

@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_floating, check_same_length, check_tensor
+from xreid._torch_utils import is_compiling
+from xreid._validation import (
+    check_floating,
+    check_integer_dtype,
+    check_same_length,
+    check_tensor,
+)
 
 __all__ = ["CPCL", "CPCL_FORMS", "PrototypeCollaborationLoss", "prototype_collaboration_loss"]
 
@@ -43,14 +49,9 @@ def check_cpcl_form(form: object) -> str:
     return str(form)
 
 
-def _check_integer(x: torch.Tensor, name: str) -> None:
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
-        raise ValueError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
-
-
 def _check_label_range(labels: torch.Tensor, num_classes: int, name: str = "labels") -> None:
     """Raise if a label is outside [0, num_classes): one host sync, skipped under compile."""
-    if labels.numel() == 0 or torch.compiler.is_compiling():
+    if labels.numel() == 0 or is_compiling():
         return
     lo, hi = torch.stack([labels.min(), labels.max()]).tolist()
     if lo < 0 or hi >= num_classes:
@@ -65,7 +66,7 @@ def _check_cpcl_inputs(
     """Metadata checks only (no host synchronisation)."""
     f = check_floating(check_tensor(features, "features", ndim=2, layout="(B, d)"), "features")
     y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-    _check_integer(y, "labels")
+    check_integer_dtype(y, "labels")
     check_same_length("features", f, "labels", y)
     d = f.shape[1]
     v = check_tensor(visible, "visible", ndim=2, dims={1: d}, layout="(C, d)")
@@ -118,9 +119,18 @@ def prototype_collaboration_loss(
     infrared: torch.Tensor,
     temperature: float = 0.05,
     form: str = "memory",
+    *,
+    validate: bool = True,
 ) -> torch.Tensor:
-    """Functional CPCL (Eqs. 3-4); see :class:`PrototypeCollaborationLoss`."""
+    """Functional CPCL (Eqs. 3-4); see :class:`PrototypeCollaborationLoss`.
+
+    ``validate=False`` skips the shape, dtype and label-range checks (no host
+    synchronisation): for a caller that has checked its inputs already, such as
+    :class:`~xreid.memory.CrossModalPrototypeMemory`. The value is the same.
+    """
     form = check_cpcl_form(form)
+    if not validate:
+        return _cpcl(features, labels, visible, infrared, float(temperature), form)
     f, y, v, i = _check_cpcl_inputs(features, labels, visible, infrared)
     _check_label_range(y, v.shape[0])
     return _cpcl(f, y, v, i, float(temperature), form)

@@ -28,8 +28,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_floating, check_same_length, check_tensor
-from xreid.losses.cpcl import _check_integer
+from xreid._validation import (
+    check_floating,
+    check_integer_dtype,
+    check_same_length,
+    check_tensor,
+)
 
 __all__ = ["TripletLoss", "batch_hard_triplet_loss", "euclidean_dist"]
 
@@ -94,7 +98,7 @@ class TripletLoss(nn.Module):
                              f"{tuple(f.shape)}")
         check_floating(f, "features")
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-        _check_integer(y, "labels")
+        check_integer_dtype(y, "labels")
         check_same_length("features", f, "labels", y)
         if y.device != f.device:
             raise ValueError(f"labels: expected a tensor on {f.device}, got {y.device}")

@@ -33,21 +33,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_labels, check_tensor
-from xreid.losses.cpcl import _check_integer
+from xreid._validation import (
+    check_integer_dtype,
+    check_labels,
+    check_positive_int,
+    check_tensor,
+)
 from xreid.losses.triplet import TripletLoss
+from xreid.presets import LOSS_PRESETS
 
 if TYPE_CHECKING:  # pragma: no cover
     from xreid.memory.prototype_memory import CrossModalPrototypeMemory
     from xreid.models.output import XReIDOutput
 
-__all__ = ["TERMS", "LossOutput", "XReIDLoss"]
+__all__ = ["LOSS_PRESETS", "TERMS", "LossOutput", "XReIDLoss"]
 
 TERMS: tuple[str, ...] = ("cpcl", "triplet", "id", "frame_id", "cmcl")
 """Names of the Eq. 10 terms, in reporting order."""
@@ -88,6 +93,8 @@ def _check_rows(x: object, name: str, b: int) -> torch.Tensor:
         raise ValueError(f"{name}: expected {b} rows (B, *) to match labels, got shape "
                          f"{tuple(t.shape)}")
     return t
+
+
 
 
 class XReIDLoss(nn.Module):
@@ -139,19 +146,29 @@ class XReIDLoss(nn.Module):
         self._cmcl: nn.Module | None = None
 
     @classmethod
+    def from_preset(cls, name: str = "paper", *, num_frames: int = 10,
+                    **overrides: Any) -> XReIDLoss:
+        """The :data:`LOSS_PRESETS` entry ``name`` (its ``frame_id`` divided by
+        ``num_frames``), then ``overrides`` (any constructor keyword, e.g. ``id=0.5`` or
+        ``label_smoothing=0.1``), all checked by the constructor."""
+        if name not in LOSS_PRESETS:
+            raise ValueError(f"preset: expected one of {sorted(LOSS_PRESETS)}, got {name!r}")
+        check_positive_int(num_frames, "num_frames")
+        options: dict[str, Any] = dict(LOSS_PRESETS[name])
+        options["frame_id"] = options["frame_id"] / num_frames
+        options.update(overrides)
+        return cls(**options)
+
+    @classmethod
     def paper(cls) -> XReIDLoss:
         """Eq. 10 as printed: every weight 1, no frame-level loss, margin 0.3, no smoothing."""
-        return cls(cpcl=1.0, triplet=1.0, id=1.0, cmcl=1.0, frame_id=0.0, margin=0.3,
-                   label_smoothing=0.0)
+        return cls.from_preset("paper")
 
     @classmethod
     def official(cls, num_frames: int = 10) -> XReIDLoss:
         """The authors' code (``docs/differences.md``, "Losses"): id 0.25, triplet 1, cpcl 1,
         frame_id 1 / ``num_frames``, cmcl 0, margin 0.3, no label smoothing."""
-        if not isinstance(num_frames, int) or num_frames < 1:
-            raise ValueError(f"num_frames: expected an int >= 1, got {num_frames!r}")
-        return cls(cpcl=1.0, triplet=1.0, id=0.25, cmcl=0.0, frame_id=1.0 / num_frames,
-                   margin=0.3, label_smoothing=0.0)
+        return cls.from_preset("official", num_frames=num_frames)
 
     # ------------------------------------------------------------------ terms
     def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -178,7 +195,7 @@ class XReIDLoss(nn.Module):
         modality: torch.Tensor | None = None,
     ) -> LossOutput:
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-        _check_integer(y, "labels")
+        check_integer_dtype(y, "labels")
         y = y.long()
         b = y.shape[0]
         terms: dict[str, torch.Tensor] = {}

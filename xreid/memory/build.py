@@ -24,27 +24,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from xreid._torch_utils import eval_mode, model_device, unwrap_model
 from xreid._validation import check_tensor
 from xreid.memory.prototype_memory import CrossModalPrototypeMemory, HardSelection
 
-__all__ = ["FeatureFn", "build_memory", "default_feature_fn", "extract_features"]
+__all__ = ["FeatureFn", "build_memory", "default_feature_fn", "extract_memory_features"]
 
 FeatureFn = Callable[[nn.Module, Mapping[str, Any]], torch.Tensor]
 """``feature_fn(model, batch) -> (B, d)``; ``batch`` has its tensors moved to ``device``."""
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    # DistributedDataParallel / DataParallel keep the user's model in ``.module``
-    from torch.nn.parallel import DataParallel, DistributedDataParallel
-
-    if isinstance(model, (DataParallel, DistributedDataParallel)):
-        return model.module
-    return model
-
-
 def default_feature_fn(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
     """``model.memory_features(batch["video"]) -> (B, d)`` (unwrapping DDP/DataParallel)."""
-    net = _unwrap(model)
+    net = unwrap_model(model)
     fn = getattr(net, "memory_features", None)
     if not callable(fn):
         raise ValueError(
@@ -54,15 +46,7 @@ def default_feature_fn(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tens
     return fn(batch["video"])
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-def extract_features(
+def extract_memory_features(
     model: nn.Module,
     loader: Iterable[Mapping[str, Any]],
     *,
@@ -70,7 +54,12 @@ def extract_features(
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run ``model`` over ``loader`` in eval mode without gradient.
+    """Training-set features for the prototype memory: ``model`` over ``loader`` in eval mode
+    without gradient (every submodule's mode is restored afterwards).
+
+    Not to be confused with :func:`xreid.metrics.extract_features`, which embeds query and
+    gallery tracklets (``model.embed``, CPU output, camera ids) for evaluation; this one
+    keeps labels and modality on ``device`` and takes any ``feature_fn``.
 
     Returns:
         features (M, d) float32, labels (M,) long, modality (M,) long, all on ``device``
@@ -83,38 +72,31 @@ def extract_features(
         autocast_dtype: e.g. ``torch.bfloat16`` to extract under ``torch.autocast``.
     """
     fn = feature_fn or default_feature_fn
-    dev = torch.device(device) if device is not None else _model_device(model)
-    modes = [(m, m.training) for m in model.modules()]
+    dev = torch.device(device) if device is not None else model_device(model)
     feats: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     modality: list[torch.Tensor] = []
-    model.eval()
-    try:
-        with torch.no_grad():
-            for step, batch in enumerate(loader):
-                if not isinstance(batch, Mapping):
-                    raise ValueError(f"loader: expected batches that are dicts, got "
-                                     f"{type(batch).__name__} at batch {step}")
-                for key in ("video", "label", "modality"):
-                    if key not in batch:
-                        raise ValueError(f"loader: expected batch key {key!r}, got keys "
-                                         f"{sorted(batch)} at batch {step}")
-                moved = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                         for k, v in batch.items()}
-                if autocast_dtype is not None:
-                    with torch.autocast(device_type=dev.type, dtype=autocast_dtype):
-                        f = fn(model, moved)
-                else:
+    with eval_mode(model), torch.no_grad():
+        for step, batch in enumerate(loader):
+            if not isinstance(batch, Mapping):
+                raise ValueError(f"loader: expected batches that are dicts, got "
+                                 f"{type(batch).__name__} at batch {step}")
+            for key in ("video", "label", "modality"):
+                if key not in batch:
+                    raise ValueError(f"loader: expected batch key {key!r}, got keys "
+                                     f"{sorted(batch)} at batch {step}")
+            moved = {k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                     for k, v in batch.items()}
+            if autocast_dtype is not None:
+                with torch.autocast(device_type=dev.type, dtype=autocast_dtype):
                     f = fn(model, moved)
-                b = moved["label"].shape[0]
-                check_tensor(f, "feature_fn(model, batch)", ndim=2, dims={0: b},
-                             layout="(B, d)")
-                feats.append(f)
-                labels.append(moved["label"])
-                modality.append(moved["modality"])
-    finally:
-        for m, mode in modes:
-            m.training = mode
+            else:
+                f = fn(model, moved)
+            b = moved["label"].shape[0]
+            check_tensor(f, "feature_fn(model, batch)", ndim=2, dims={0: b}, layout="(B, d)")
+            feats.append(f)
+            labels.append(moved["label"])
+            modality.append(moved["modality"])
     if not feats:
         raise ValueError("loader: expected at least one batch, got none")
     return (
@@ -152,7 +134,7 @@ def build_memory(
     all-reduces the per-identity sums, so every rank gets the same memory (samples that the
     sampler repeats as padding are counted twice). Every rank must call it.
 
-    Returns the initialised memory. See :func:`extract_features` for the other arguments.
+    Returns the initialised memory. See :func:`extract_memory_features` for the other arguments.
     """
     if memory is not None:
         if not isinstance(memory, CrossModalPrototypeMemory):
@@ -166,7 +148,7 @@ def build_memory(
     elif num_identities is None:
         raise ValueError("num_identities: expected the number of training identities when "
                          "no memory is given, got None")
-    features, labels, modality = extract_features(
+    features, labels, modality = extract_memory_features(
         model, loader, feature_fn=feature_fn, device=device, autocast_dtype=autocast_dtype
     )
     if memory is None:

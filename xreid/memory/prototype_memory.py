@@ -34,10 +34,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_floating, check_same_length, check_tensor
+from xreid._torch_utils import is_compiling
+from xreid._validation import (
+    check_floating,
+    check_integer_dtype,
+    check_same_length,
+    check_tensor,
+)
 from xreid.constants import INFRARED, VISIBLE
 from xreid.distributed import all_gather_variable, get_world_size, is_distributed
-from xreid.losses.cpcl import _check_integer, _cpcl
+from xreid.losses.cpcl import prototype_collaboration_loss
 
 __all__ = ["CPCMemory", "CrossModalPrototypeMemory"]
 
@@ -206,6 +212,11 @@ class CrossModalPrototypeMemory(nn.Module):
             Shapes, dtypes and devices are always checked (metadata only). Mutable
             attribute.
 
+    Attribute ``force_sync_free`` (default ``False``): on CPU, ``update`` writes the rows
+    exactly (one host synchronisation); on other devices, or when this is set, it uses the
+    synchronisation-free write path. Both paths give bitwise-equal prototypes; the switch
+    exists so that this equality can be checked on CPU.
+
     Methods: ``initialize(features (M, d), labels (M,), modality (M,))``,
     ``update(features (B, d), labels (B,), modality (B,))``,
     ``forward(features (B, d), labels (B,), modality (B,) | None) -> scalar`` CPCL loss.
@@ -216,7 +227,7 @@ class CrossModalPrototypeMemory(nn.Module):
     synchronisation for the sizes) and every rank applies the same update to the same
     global batch, so prototypes stay bit-identical across ranks without a broadcast. Keep the
     buffers out of DDP's own buffer broadcast with
-    :func:`xreid.distributed.ignore_memory_buffers_in_ddp` (or keep the memory outside the
+    :func:`xreid.memory.ignore_memory_buffers_in_ddp` (or keep the memory outside the
     DDP-wrapped module). All ranks must call ``initialize`` / ``update`` together.
     """
 
@@ -258,8 +269,9 @@ class CrossModalPrototypeMemory(nn.Module):
         self.validate = bool(validate)
         self.is_initialized = False
         self._workspace: torch.Tensor | None = None
-        # testing hook: use the accelerator (synchronisation-free) write path on CPU too
-        self._force_sync_free = False
+        # use the accelerator (synchronisation-free) write path on CPU too; bitwise equal
+        # to the default CPU path (kept as a switch so that the equality can be tested)
+        self.force_sync_free = False
         self.register_buffer("visible", torch.zeros(num_identities, dim))
         self.register_buffer("infrared", torch.zeros(num_identities, dim))
 
@@ -279,14 +291,14 @@ class CrossModalPrototypeMemory(nn.Module):
         if f.device != device:
             raise ValueError(f"features: expected a tensor on {device}, got {f.device}")
         y = check_tensor(labels, "labels", ndim=1, layout="(B,)")
-        _check_integer(y, "labels")
+        check_integer_dtype(y, "labels")
         check_same_length("features", f, "labels", y)
         if y.device != device:
             raise ValueError(f"labels: expected a tensor on {device}, got {y.device}")
         m = None
         if modality is not None:
             m = check_tensor(modality, "modality", ndim=1, layout="(B,)")
-            _check_integer(m, "modality")
+            check_integer_dtype(m, "modality")
             check_same_length("features", f, "modality", m)
             if m.device != device:
                 raise ValueError(f"modality: expected a tensor on {device}, got {m.device}")
@@ -296,7 +308,7 @@ class CrossModalPrototypeMemory(nn.Module):
         self, features: torch.Tensor | None, labels: torch.Tensor, modality: torch.Tensor | None
     ) -> None:
         """Value checks with one host synchronisation (details only on the error path)."""
-        if labels.numel() == 0 or torch.compiler.is_compiling():
+        if labels.numel() == 0 or is_compiling():
             return
         c = self.num_identities
         flags = [((labels < 0) | (labels >= c)).any()]
@@ -424,7 +436,7 @@ class CrossModalPrototypeMemory(nn.Module):
         """
         f, y, m = self._check_batch(features, labels, modality)
         assert m is not None
-        if not self.is_initialized and not torch.compiler.is_compiling():
+        if not self.is_initialized and not is_compiling():
             warnings.warn(
                 "CrossModalPrototypeMemory.update called before initialize(): rows are "
                 "written from single samples into zero prototypes (use xreid.build_memory or "
@@ -463,7 +475,7 @@ class CrossModalPrototypeMemory(nn.Module):
             candidates = both if candidates is None else candidates & both
         memories = (self.visible, self.infrared)
         first = _select_hard(memories, x, norms, y, candidates, self._scratch(x))
-        exact = x.device.type == "cpu" and not self._force_sync_free
+        exact = x.device.type == "cpu" and not self.force_sync_free
         _momentum_write(memories, x, norms, y, first, self.momentum, exact_rows=exact)
 
     def _scratch(self, x: torch.Tensor) -> torch.Tensor:
@@ -482,7 +494,7 @@ class CrossModalPrototypeMemory(nn.Module):
         A row with NaN/inf has a non-finite norm, so the float64 sum of the norms is
         non-finite; rows whose squared norm overflows float32 are rejected too.
         """
-        if torch.compiler.is_compiling():
+        if is_compiling():
             return
         lims = torch.stack([*torch.aminmax(labels), *torch.aminmax(modality)]).double()
         summary = torch.cat([lims, norms.sum(dtype=torch.float64).view(1)]).tolist()
@@ -528,7 +540,7 @@ class CrossModalPrototypeMemory(nn.Module):
         f, y, m = self._check_batch(features, labels, modality)
         if self.validate:
             self._check_values(None, y, m)
-        if not self.is_initialized and not torch.compiler.is_compiling():
+        if not self.is_initialized and not is_compiling():
             warnings.warn(
                 "CrossModalPrototypeMemory.forward called before initialize(): the "
                 "prototypes are still zeros (use xreid.build_memory or initialize()).",
@@ -536,7 +548,8 @@ class CrossModalPrototypeMemory(nn.Module):
                 stacklevel=2,
             )
         if self.collaboration:
-            return _cpcl(f, y, self.visible, self.infrared, self.temperature)
+            return prototype_collaboration_loss(f, y, self.visible, self.infrared,
+                                                self.temperature, validate=False)
         assert m is not None
         return _own_modality_loss(f, y, m, self.visible, self.infrared, self.temperature)
 

@@ -34,7 +34,8 @@ from xreid.metrics.runner import (
     EvaluationResult,
     check_directions,
     evaluate_model,
-    rank_test_splits,
+    gather_splits,
+    rank_direction,
 )
 
 __all__ = [
@@ -54,10 +55,11 @@ __all__ = [
     "evaluate_model",
     "evaluate_ranking",
     "extract_features",
+    "gather_splits",
     "pixel_baseline",
     "pixel_features",
     "plot_cmc",
-    "rank_test_splits",
+    "rank_direction",
     "re_ranking",
     "report_progress",
     "resolve_metric",

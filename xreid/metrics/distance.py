@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xreid._validation import shape_str
+from xreid._validation import check_positive_int, check_real_finite, shape_str
 from xreid.metrics.ranking import as_tensor
 
 __all__ = [
@@ -46,13 +46,8 @@ def _check_features(x: object, name: str, device: torch.device | None = None) ->
     t = as_tensor(x, name, device)
     if t.dim() != 2:
         raise ValueError(f"{name}: expected a 2-D matrix (N, E), got shape {shape_str(t)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"{name}: expected real features, got dtype {t.dtype}")
-    if t.dtype != torch.float64:
-        t = t.float()  # half / bf16 / ints computed in float32
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name}: expected finite features, got NaN or inf")
-    return t
+    # half / bf16 / ints computed in float32, float64 kept
+    return check_real_finite(t, name, "features", keep_float64=True)
 
 
 @torch.no_grad()
@@ -80,8 +75,7 @@ def compute_distance(
         Inputs are never modified.
     """
     metric = resolve_metric(metric)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    check_positive_int(chunk_size, "chunk_size")
     q = _check_features(query, "query")
     g = _check_features(gallery, "gallery", q.device)
     if q.shape[1] != g.shape[1]:

@@ -9,7 +9,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from xreid._validation import shape_str
+from xreid._torch_utils import eval_mode, model_device
+from xreid._validation import check_positive_int, shape_str
 
 __all__ = ["ExtractedFeatures", "Progress", "extract_features", "report_progress"]
 
@@ -40,14 +41,6 @@ def report_progress(progress: Progress | None, done: int, total: int | None, ste
         update(step)
     else:
         progress(done, total)
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 def _embed_fn(model: nn.Module) -> Callable[..., torch.Tensor]:
@@ -90,18 +83,6 @@ def _as_long(x: object, name: str, batch: int) -> torch.Tensor:
     return t
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Put every submodule in eval mode; restore each one's own mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def extract_features(
     model: nn.Module,
     loader: Iterable[Mapping[str, Any]],
@@ -137,12 +118,8 @@ def extract_features(
         Rows follow ``batch["index"]`` when every batch carries it (so a shuffling loader
         still gives dataset order), else loader order.
     """
-    if isinstance(max_clips_per_forward, bool) or not isinstance(max_clips_per_forward, int) \
-            or max_clips_per_forward < 1:
-        raise ValueError(
-            f"max_clips_per_forward: expected a positive int, got {max_clips_per_forward!r}"
-        )
-    dev = _model_device(model) if device is None else torch.device(device)
+    check_positive_int(max_clips_per_forward, "max_clips_per_forward")
+    dev = model_device(model) if device is None else torch.device(device)
     dataset = getattr(loader, "dataset", None)
     total = len(dataset) if dataset is not None and hasattr(dataset, "__len__") else None
     embed = _embed_fn(model)

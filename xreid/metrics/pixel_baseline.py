@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreid.metrics.runner import EvaluationResult, rank_test_splits
+from xreid._validation import check_positive_int
+from xreid.metrics.distance import compute_distance
+from xreid.metrics.runner import (
+    DirectionMetrics,
+    EvaluationResult,
+    check_directions,
+    gather_splits,
+    rank_direction,
+)
 
 __all__ = ["pixel_baseline", "pixel_features"]
 
@@ -51,9 +59,8 @@ def pixel_features(
     if (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                               for v in size)):
         raise ValueError(f"size: expected (height, width) of positive ints, got {size!r}")
-    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int)
-                                   or num_frames < 1):
-        raise ValueError(f"num_frames: expected a positive int or None, got {num_frames!r}")
+    if num_frames is not None:
+        check_positive_int(num_frames, "num_frames")
     h, w = size
     out = np.zeros((len(tracklets), h * w), dtype=np.float64)
     for row, tracklet in enumerate(tracklets):
@@ -96,20 +103,18 @@ def pixel_baseline(
     Returns:
         :class:`EvaluationResult` with ``protocol["method"] == "pixels"``.
     """
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank: expected a positive int, got {max_rank!r}")
-    if not callable(getattr(reader, "query", None)) or not callable(
-            getattr(reader, "gallery", None)):
-        raise ValueError(f"reader: expected a reader with query(direction) and "
-                         f"gallery(direction), got {type(reader).__name__}")
-
-    def features_of(tracklets: list[Any]) -> torch.Tensor:
-        return pixel_features(tracklets, size=size, num_frames=num_frames)
-
-    results, remove_same_camera = rank_test_splits(
-        reader, features_of, directions=directions, metric="cosine", normalize=True,
-        remove_same_camera=remove_same_camera, max_rank=max_rank,
-    )
+    dirs = check_directions(directions)
+    check_positive_int(max_rank, "max_rank")
+    splits, row_of = gather_splits(reader, dirs, "reader")
+    if remove_same_camera is None:
+        remove_same_camera = bool(getattr(reader, "eval_remove_same_camera", True))
+    feats = pixel_features(list(row_of), size=size, num_frames=num_frames)
+    results: dict[str, DirectionMetrics] = {}
+    for d, (q, g) in splits.items():
+        qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)]
+        gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)]
+        results[d] = rank_direction(compute_distance(qf, gf, "cosine", normalize=True), q, g,
+                                    remove_same_camera=remove_same_camera, max_rank=max_rank)
     protocol = {
         "method": "pixels", "dataset": type(reader).__name__, "size": list(size),
         "num_frames": num_frames, "metric": "cosine", "remove_same_camera": remove_same_camera,

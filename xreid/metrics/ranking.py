@@ -43,7 +43,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from xreid._validation import shape_str
+from xreid._validation import check_positive_int, shape_str
 
 __all__ = ["RankingResult", "as_tensor", "evaluate_ranking"]
 
@@ -134,12 +134,6 @@ def _check_distmat(distmat: object) -> torch.Tensor:
     elif not d.is_floating_point():
         d = d.double()
     return d  # finiteness is checked chunk by chunk (bounded memory)
-
-
-def _check_positive_int(x: object, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name}: expected a positive int, got {x!r}")
-    return int(x)
 
 
 # ------------------------------------------------------------------------------- the core
@@ -352,7 +346,7 @@ def evaluate_ranking(
     d = _check_distmat(distmat)
     Q, G = d.shape
     device = d.device
-    max_rank = _check_positive_int(max_rank, "max_rank")
+    max_rank = check_positive_int(max_rank, "max_rank", numpy=True)
     q_pids = _check_ids(query_pids, "query_pids", Q, "row", device)
     g_pids = _check_ids(gallery_pids, "gallery_pids", G, "column", device)
     q_cams: torch.Tensor | None = None
@@ -369,7 +363,7 @@ def evaluate_ranking(
         q_cams = g_cams = None
     if chunk_size is None:
         chunk_size = min(1024, max(16, _DEFAULT_PAIRS_PER_CHUNK // max(G, 1)))
-    chunk_size = _check_positive_int(chunk_size, "chunk_size")
+    chunk_size = check_positive_int(chunk_size, "chunk_size", numpy=True)
 
     # Work in chunks of queries: bounded memory, and every torch op stays small enough to run
     # without opening a parallel region (idle intra-op threads spin and steal the core the

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xreid._validation import shape_str
+from xreid._validation import check_positive_int, check_real_finite, shape_str
 from xreid.metrics.ranking import as_tensor
 
 __all__ = ["re_ranking"]
@@ -33,12 +33,7 @@ def _square(x: object, name: str, rows: int, cols: int, device: torch.device | N
     t = as_tensor(x, name, device)
     if t.dim() != 2 or tuple(t.shape) != (rows, cols):
         raise ValueError(f"{name}: expected shape ({rows}, {cols}), got {shape_str(t)}")
-    if t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"{name}: expected real distances, got dtype {t.dtype}")
-    t = t.float()
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name}: expected finite distances, got NaN or inf")
-    return t
+    return check_real_finite(t, name, "distances")
 
 
 @torch.no_grad()
@@ -72,8 +67,7 @@ def re_ranking(
     unstable ``np.argsort``, so results can differ only where distances tie.
     """
     for name, v in (("k1", k1), ("k2", k2), ("chunk_size", chunk_size)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_positive_int(v, name, numpy=True)
     if not 0.0 <= float(lambda_value) <= 1.0:
         raise ValueError(f"lambda_value: expected a float in [0, 1], got {lambda_value!r}")
     return_numpy = isinstance(q_g_dist, np.ndarray)

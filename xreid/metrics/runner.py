@@ -12,22 +12,24 @@ The reader decides: ``type(dataset).eval_remove_same_camera``; ``remove_same_cam
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from xreid._torch_utils import model_device
+from xreid._validation import check_positive_int
+from xreid.constants import DIRECTIONS
 from xreid.metrics.distance import compute_distance, resolve_metric
 from xreid.metrics.extract import Progress, extract_features
 from xreid.metrics.ranking import RankingResult, evaluate_ranking
 from xreid.metrics.rerank import re_ranking
 
 __all__ = ["DIRECTIONS", "REPORTED_RANKS", "DirectionMetrics", "EvaluationResult",
-           "check_directions", "evaluate_model", "rank_test_splits"]
+           "check_directions", "evaluate_model", "gather_splits", "rank_direction"]
 
-DIRECTIONS: tuple[str, str] = ("i2v", "v2i")
 REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
 _KEYS = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
 
@@ -160,6 +162,54 @@ def _rerank_params(rerank: bool | Mapping[str, Any]) -> dict[str, Any] | None:
     raise ValueError(f"rerank: expected a bool or a dict of re_ranking keywords, got {rerank!r}")
 
 
+def gather_splits(
+    reader: Any, directions: Sequence[str], name: str = "dataset"
+) -> tuple[dict[str, tuple[list[Any], list[Any]]], dict[Any, int]]:
+    """The query and gallery tracklets of each direction, and one row per distinct tracklet.
+
+    Returns ``(splits, row_of)``: ``splits[direction] = (query list, gallery list)`` from
+    ``reader.query(direction)`` / ``reader.gallery(direction)``; ``row_of[tracklet]`` numbers
+    the distinct tracklets of all splits in first-seen order, so that each one is embedded
+    once even when it is in both directions. ``ValueError`` naming ``name`` if ``reader``
+    lacks either method.
+    """
+    for attr in ("query", "gallery"):
+        if not callable(getattr(reader, attr, None)):
+            raise ValueError(f"{name}: expected a reader with query(direction) and "
+                             f"gallery(direction), got {type(reader).__name__}")
+    splits = {d: (list(reader.query(d)), list(reader.gallery(d))) for d in directions}
+    row_of: dict[Any, int] = {}
+    for q, g in splits.values():
+        for t in (*q, *g):
+            row_of.setdefault(t, len(row_of))
+    return splits, row_of
+
+
+def rank_direction(
+    dist: torch.Tensor,
+    query: Sequence[Any],
+    gallery: Sequence[Any],
+    *,
+    remove_same_camera: bool,
+    max_rank: int,
+) -> DirectionMetrics:
+    """:class:`DirectionMetrics` of a ``(Q, G)`` distance matrix between the ``query`` and
+    ``gallery`` tracklets (their ``pid`` and ``camera`` attributes); the CMC is computed up
+    to at least rank 20 so that every reported rank exists."""
+    ranking = evaluate_ranking(
+        dist,
+        torch.tensor([t.pid for t in query], dtype=torch.long),
+        torch.tensor([t.pid for t in gallery], dtype=torch.long),
+        torch.tensor([t.camera for t in query], dtype=torch.long),
+        torch.tensor([t.camera for t in gallery], dtype=torch.long),
+        remove_same_camera=remove_same_camera,
+        max_rank=max(max_rank, max(REPORTED_RANKS)),
+    )
+    return DirectionMetrics.from_ranking(
+        ranking, num_queries=len(query), num_gallery=len(gallery), max_rank=max_rank
+    )
+
+
 def evaluate_model(
     model: nn.Module,
     dataset: Any,
@@ -213,35 +263,44 @@ def evaluate_model(
     Returns:
         :class:`EvaluationResult`.
     """
-    dirs = check_directions(directions)
-    metric = resolve_metric(metric)
-    if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < 1:
-        raise ValueError(f"max_rank: expected a positive int, got {max_rank!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    rr = _rerank_params(rerank)
     from xreid.data import ClipTransform, VideoClipDataset  # import here: keeps metrics light
 
+    dirs = check_directions(directions)
+    metric = resolve_metric(metric)
+    check_positive_int(max_rank, "max_rank")
+    check_positive_int(batch_size, "batch_size")
+    rr = _rerank_params(rerank)
+    splits, row_of = gather_splits(dataset, dirs, "dataset")
+    if remove_same_camera is None:
+        remove_same_camera = bool(getattr(dataset, "eval_remove_same_camera", True))
+    clips = VideoClipDataset(
+        list(row_of), num_frames=num_frames, sampling=sampling,
+        transform=ClipTransform(img_size, train=False, normalization=normalization),
+    )
     dev = torch.device(device) if device is not None else None
     if dev is None:
-        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
-
-    def embed(tracklets: list[Any]) -> torch.Tensor:
-        clips = VideoClipDataset(
-            tracklets, num_frames=num_frames, sampling=sampling,
-            transform=ClipTransform(img_size, train=False, normalization=normalization),
-        )
-        loader = torch.utils.data.DataLoader(
-            clips, batch_size=1 if sampling == "dense" else batch_size, shuffle=False,
-            num_workers=num_workers, pin_memory=dev.type == "cuda",
-        )
-        return extract_features(model, loader, device=dev, autocast_dtype=autocast_dtype,
-                                progress=progress, use_cameras=use_cameras).features
-
-    results, remove_same_camera = rank_test_splits(
-        dataset, embed, directions=dirs, metric=metric, normalize=normalize,
-        remove_same_camera=remove_same_camera, rerank=rr, max_rank=max_rank, device=dev,
+        dev = model_device(model)
+    loader = torch.utils.data.DataLoader(
+        clips, batch_size=1 if sampling == "dense" else batch_size, shuffle=False,
+        num_workers=num_workers, pin_memory=dev.type == "cuda",
     )
+    feats = extract_features(model, loader, device=dev, autocast_dtype=autocast_dtype,
+                             progress=progress, use_cameras=use_cameras).features
+
+    results: dict[str, DirectionMetrics] = {}
+    for d, (q, g) in splits.items():
+        qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)].to(dev)
+        gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)].to(dev)
+        dist = compute_distance(qf, gf, metric, normalize=normalize)
+        if rr is not None:
+            dist = re_ranking(
+                dist,
+                compute_distance(qf, qf, metric, normalize=normalize),
+                compute_distance(gf, gf, metric, normalize=normalize),
+                **rr,
+            )
+        results[d] = rank_direction(dist, q, g, remove_same_camera=remove_same_camera,
+                                    max_rank=max_rank)
     protocol = {
         "dataset": type(dataset).__name__, "num_frames": num_frames, "sampling": sampling,
         "img_size": list(img_size), "metric": metric, "normalize": normalize,
@@ -249,69 +308,3 @@ def evaluate_model(
         "max_rank": max_rank,
     }
     return EvaluationResult(results, protocol)
-
-
-def rank_test_splits(
-    dataset: Any,
-    features_of: Callable[[list[Any]], torch.Tensor],
-    *,
-    directions: Sequence[str] = DIRECTIONS,
-    metric: str = "euclidean",
-    normalize: bool = True,
-    remove_same_camera: bool | None = None,
-    rerank: dict[str, Any] | None = None,
-    max_rank: int = 20,
-    device: torch.device | None = None,
-) -> tuple[dict[str, DirectionMetrics], bool]:
-    """Rank the test splits of a reader with any tracklet features (the protocol's one home).
-
-    ``features_of(tracklets) -> (N, E)`` is called once with every distinct tracklet of the
-    requested directions (HITSZ-VCM's I2V query set is its V2I gallery set). Then, per
-    direction: distances (``metric``, ``normalize``), optional k-reciprocal re-ranking
-    (``rerank``: keywords of :func:`re_ranking`), and :func:`evaluate_ranking` with the
-    reader's camera protocol (``remove_same_camera=None``: its ``eval_remove_same_camera``).
-    Used by :func:`evaluate_model` and :func:`xreid.metrics.pixel_baseline`.
-
-    Returns:
-        ``({direction: DirectionMetrics}, remove_same_camera as applied)``.
-    """
-    dirs = check_directions(directions)
-    for attr in ("query", "gallery"):
-        if not callable(getattr(dataset, attr, None)):
-            raise ValueError(f"dataset: expected a reader with query(direction) and "
-                             f"gallery(direction), got {type(dataset).__name__}")
-    if remove_same_camera is None:
-        remove_same_camera = bool(getattr(dataset, "eval_remove_same_camera", True))
-    splits = {d: (list(dataset.query(d)), list(dataset.gallery(d))) for d in dirs}
-    row_of: dict[Any, int] = {}
-    for q, g in splits.values():
-        for t in (*q, *g):
-            row_of.setdefault(t, len(row_of))
-    feats = features_of(list(row_of))
-    results: dict[str, DirectionMetrics] = {}
-    for d, (q, g) in splits.items():
-        qf = feats[torch.tensor([row_of[t] for t in q], dtype=torch.long)]
-        gf = feats[torch.tensor([row_of[t] for t in g], dtype=torch.long)]
-        if device is not None:
-            qf, gf = qf.to(device), gf.to(device)
-        dist = compute_distance(qf, gf, metric, normalize=normalize)
-        if rerank is not None:
-            dist = re_ranking(
-                dist,
-                compute_distance(qf, qf, metric, normalize=normalize),
-                compute_distance(gf, gf, metric, normalize=normalize),
-                **rerank,
-            )
-        ranking = evaluate_ranking(
-            dist,
-            torch.tensor([t.pid for t in q], dtype=torch.long),
-            torch.tensor([t.pid for t in g], dtype=torch.long),
-            torch.tensor([t.camera for t in q], dtype=torch.long),
-            torch.tensor([t.camera for t in g], dtype=torch.long),
-            remove_same_camera=remove_same_camera,
-            max_rank=max(max_rank, max(REPORTED_RANKS)),
-        )
-        results[d] = DirectionMetrics.from_ranking(
-            ranking, num_queries=len(q), num_gallery=len(g), max_rank=max_rank
-        )
-    return results, remove_same_camera

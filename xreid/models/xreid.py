@@ -40,6 +40,7 @@ from xreid.layers.multi_granularity import MultiGranularityInteraction
 from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
+from xreid.presets import MODEL_PRESETS
 
 __all__ = ["PRESETS", "XReID", "XReIDConfig"]
 
@@ -94,22 +95,7 @@ class XReIDConfig:
     memory_collaboration: bool = True
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # The paper: SII (1 block) + LII (S=2) + CII + CMCL, momentum 0.2, cross-modal hard
-    # selection; the paper is silent about detaching, so gradients reach the backbone.
-    "paper": {},
-    # The authors' released code (docs/differences.md): SII only with 2 blocks, detached MII
-    # input, frame-level ID losses, momentum 0.1, hard sample of either modality.
-    "official": {
-        "sii_depth": 2,
-        "use_lii": False,
-        "use_cii": False,
-        "detach_mii": True,
-        "frame_logits": True,
-        "memory_momentum": 0.1,
-        "hard_selection": "any",
-    },
-}
+PRESETS = MODEL_PRESETS  # the table lives in xreid.presets with the others
 
 
 class XReID(nn.Module):
@@ -493,6 +479,29 @@ class XReID(nn.Module):
             f"frame_logits={c.frame_logits}"
         )
 
+
+    # ------------------------------------------------------------------ trainer hooks
+    def compile_targets(self) -> list[nn.Module]:
+        """The submodules worth ``torch.compile``-ing, each compiled in place with
+        ``module.compile()``: the backbone and, when built, the MII branch (the rest is a few
+        BatchNorms and linear layers)."""
+        return [self.backbone] + ([self.mii] if self.mii is not None else [])
+
+    def no_weight_decay(self) -> set[str]:
+        """Names (as in ``named_parameters``) that optimisers usually exclude from weight
+        decay: the backbone's [CLS] token, positional and camera embeddings. Used by
+        :func:`xreid.engine.build_optimizer` only with ``exclude_no_weight_decay=True`` (the
+        authors' code decays every parameter, the default)."""
+        return {f"backbone.{n}" for n in self.backbone.no_weight_decay()}
+
+    def projected_features(
+        self, video: torch.Tensor, cameras: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, d): the temporal average of the backbone's projected [CLS] feature (the second
+        half of :meth:`clip_features`; the clip feature the textual prompts are aligned to)."""
+        video = self._check_video(video)
+        self._check_cameras(cameras, video.shape[0])
+        return self._encode(video, cameras)[1].mean(dim=1)
 
     # ------------------------------------------------------------------ optimiser hook
     def parameter_roles(self) -> dict[str, frozenset[str]]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xreid._validation import check_labels, shape_str
+from xreid._validation import check_labels, check_positive_int, shape_str
 
 __all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDER", "PromptLearner", "tokenize_template"]
 
@@ -84,12 +84,8 @@ class PromptLearner(nn.Module):
         init_std: float = 0.02,
     ) -> None:
         super().__init__()
-        if isinstance(num_identities, bool) or not isinstance(num_identities, int) \
-                or num_identities < 1:
-            raise ValueError(f"num_identities: expected a positive int, got {num_identities!r}")
-        if isinstance(num_modalities, bool) or not isinstance(num_modalities, int) \
-                or num_modalities < 1:
-            raise ValueError(f"num_modalities: expected a positive int, got {num_modalities!r}")
+        check_positive_int(num_identities, "num_identities")
+        check_positive_int(num_modalities, "num_modalities")
         if not isinstance(token_embedding, nn.Embedding):
             raise ValueError("token_embedding: expected the text tower's nn.Embedding, got "
                              f"{type(token_embedding).__name__}")

@@ -119,6 +119,8 @@ def image_to_text_loss(
                                        scale=scale, normalize=normalize)
 
 
+# Deliberate mirror of image_to_text_loss (the paper names both directions; each is one call
+# of supervised_contrastive_loss with the roles swapped).
 def text_to_image_loss(
     text_features: torch.Tensor,
     image_features: torch.Tensor,

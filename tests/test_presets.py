@@ -1,0 +1,51 @@
+"""One preset registry (``xreid.presets``) read by the model, the loss and the trainer."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+from pathlib import Path
+
+import pytest
+
+from xreid import presets
+from xreid.engine import TrainConfig
+from xreid.losses import LOSS_PRESETS, XReIDLoss
+from xreid.models import xreid as model_module
+
+
+def test_the_tables_are_the_ones_the_classes_read():
+    assert model_module.PRESETS is presets.MODEL_PRESETS
+    assert LOSS_PRESETS is presets.LOSS_PRESETS
+    assert set(presets.TRAIN_PRESETS) == set(presets.PRESET_NAMES)
+
+
+def test_every_key_is_an_option_of_what_it_configures():
+    model_fields = {f.name for f in dataclasses.fields(model_module.XReIDConfig)}
+    for name, options in presets.MODEL_PRESETS.items():
+        assert set(options) <= model_fields, name
+    loss_kwargs = set(inspect.signature(XReIDLoss.__init__).parameters) - {"self"}
+    for name, options in presets.LOSS_PRESETS.items():
+        assert set(options) == loss_kwargs, name  # every weight spelled out
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for name, options in presets.TRAIN_PRESETS.items():
+        assert set(options) <= config_fields, name
+        cfg = TrainConfig.from_preset(name, root="unused")
+        assert cfg.model_preset in presets.MODEL_PRESETS
+        assert cfg.loss_preset in presets.LOSS_PRESETS
+
+
+@pytest.mark.parametrize("name", ["paper", "official"])
+def test_training_preset_picks_model_and_loss_presets(name):
+    cfg = TrainConfig.from_preset(name, root="unused")
+    assert cfg.model_preset == name and cfg.loss_preset == name
+    for key, value in presets.TRAIN_PRESETS[name].items():
+        assert getattr(cfg, key) == value, key
+
+
+def test_presets_module_is_data_only():
+    tree = ast.parse(Path(presets.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported <= {"__future__", "typing"}

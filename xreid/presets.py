@@ -1,0 +1,106 @@
+"""Every preset in one place: model heads, loss weights and training options.
+
+Three tables, each ``{preset name: {option: value}}``, read by the classes they configure:
+
+* :data:`MODEL_PRESETS`: keywords of :class:`xreid.XReID` / :class:`xreid.models.XReIDConfig`
+  over its defaults (``XReID.from_preset``);
+* :data:`LOSS_PRESETS`: keywords of :class:`xreid.XReIDLoss` (``XReIDLoss.from_preset``);
+* :data:`TRAIN_PRESETS`: fields of :class:`xreid.engine.TrainConfig` over its defaults (the
+  ``"demo"`` preset), which also pick the model and loss presets by name
+  (``model_preset``, ``loss_preset``).
+
+Where ``paper`` and ``official`` differ, ``docs/differences.md`` gives the reason. This module
+holds data only and imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["LOSS_PRESETS", "MODEL_PRESETS", "PRESET_NAMES", "TRAIN_PRESETS"]
+
+PRESET_NAMES = ("demo", "paper", "official")
+"""The training presets (:data:`TRAIN_PRESETS`)."""
+
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper: SII (1 block) + LII (S=2) + CII + CMCL, momentum 0.2, cross-modal hard
+    # selection; the paper is silent about detaching, so gradients reach the backbone.
+    "paper": {},
+    # The authors' released code (docs/differences.md): SII only with 2 blocks, detached MII
+    # input, frame-level ID losses, momentum 0.1, hard sample of either modality.
+    "official": {
+        "sii_depth": 2,
+        "use_lii": False,
+        "use_cii": False,
+        "detach_mii": True,
+        "frame_logits": True,
+        "memory_momentum": 0.1,
+        "hard_selection": "any",
+    },
+}
+
+LOSS_PRESETS: dict[str, dict[str, Any]] = {
+    # Eq. 10 as printed
+    "paper": {"cpcl": 1.0, "triplet": 1.0, "id": 1.0, "cmcl": 1.0, "frame_id": 0.0,
+              "margin": 0.3, "label_smoothing": 0.0},
+    # the authors' code: ID 0.25, no CMCL, frame-level ID with total weight 1 over T frames
+    "official": {"cpcl": 1.0, "triplet": 1.0, "id": 0.25, "cmcl": 0.0, "frame_id": 1.0,
+                 "margin": 0.3, "label_smoothing": 0.0},
+}
+"""Constructor keywords of :class:`XReIDLoss` per preset; ``frame_id`` is the weight summed
+over the T frames (:meth:`XReIDLoss.from_preset` divides it by ``num_frames``)."""
+
+# "paper" and "official" spell out the same keys on purpose: each preset reads as a whole.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {},
+    "paper": {
+        "dataset": "hitsz-vcm",
+        "backbone": "clip-vit-b16",
+        "img_size": (288, 144),
+        "num_frames": 10,
+        "ids_per_batch": 4,
+        "clips_per_modality": 2,
+        "model_preset": "paper",
+        "loss_preset": "paper",
+        "epochs": 60,
+        "iters_per_epoch": None,
+        "lr": 5e-6,
+        "warmup_epochs": 10,
+        "warmup_factor": 0.1,
+        "milestones": (30, 50),
+        "weight_decay": 1e-4,
+        "bias_lr_factor": 2.0,
+        "classifier_lr_factor": 10.0,
+        "head_lr_factor": 10.0,
+        "memory_init": "once",
+        "normalization": "clip",
+        "pad": 10,
+        "freeze_patch_embed": True,
+        "eval_batch_size": 32,
+    },
+    "official": {
+        "dataset": "hitsz-vcm",
+        "backbone": "clip-vit-b16",
+        "img_size": (288, 144),
+        "num_frames": 10,
+        "ids_per_batch": 4,
+        "clips_per_modality": 2,
+        "model_preset": "official",
+        "loss_preset": "official",
+        "epochs": 30,
+        "iters_per_epoch": 300,
+        "lr": 5e-6,
+        "warmup_epochs": 10,
+        "warmup_factor": 0.1,
+        "milestones": (30, 50, 70),
+        "weight_decay": 1e-4,
+        "bias_lr_factor": 2.0,
+        "classifier_lr_factor": 10.0,
+        "head_lr_factor": 10.0,
+        "memory_init": "every_epoch",
+        "normalization": "imagenet",
+        "pad": 0,
+        "freeze_patch_embed": True,
+        "eval_batch_size": 32,
+    },
+}
