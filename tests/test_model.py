@@ -309,3 +309,13 @@ def test_memory_options_reach_the_memory():
     assert "cpcl" in result.terms
     with pytest.raises(ValueError, match="hard_selection"):
         _model("paper", hard_selection="nearest")
+
+
+def test_cii_query_residual_option_reaches_cii():
+    from xreid.engine import TrainConfig
+    from xreid.engine.trainer import build_model
+
+    cfg = TrainConfig.from_preset("demo", cii_query_residual=False)
+    model = build_model(cfg, 4, 3)
+    assert model.cii is not None and model.cii.query_residual is False
+    assert build_model(TrainConfig.from_preset("demo"), 4, 3).cii.query_residual is True

@@ -38,6 +38,7 @@ BAD: dict[str, list[object]] = {
     "sii_depth": [0],
     "use_lii": ["false"],
     "use_cii": [0],
+    "cii_query_residual": ["no"],
     "detach_mii": ["true"],
     "freeze_patch_embed": [None],
     "grad_checkpointing": ["no"],

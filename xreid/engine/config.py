@@ -104,6 +104,11 @@ class TrainConfig:
         None,
         "CII cross-modal interaction (default: the model preset's; Table 5)"
     )
+    cii_query_residual: bool | None = _option(
+        None,
+        "keep the residual of CII's query token (default: the model preset's, True); "
+        "false closes the CMCL shortcut (docs/modules.md)"
+    )
     detach_mii: bool | None = _option(
         None,
         "feed MII/CII detached backbone tokens, as the authors' code (default: the model "
@@ -285,7 +290,8 @@ class TrainConfig:
 
     def model_overrides(self) -> dict[str, Any]:
         """Non-None head overrides for :meth:`xreid.XReID.from_preset`."""
-        keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "detach_mii", "use_sii",
+        keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "cii_query_residual",
+                "detach_mii", "use_sii",
                 "sii_stride", "use_memory", "hard_selection", "memory_collaboration",
                 "memory_momentum", "memory_temperature")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}

@@ -60,6 +60,8 @@ class XReIDConfig:
             With ``use_sii=False`` and ``use_lii=False`` no MII is built (``mii is None``).
         use_cii: build CII + CMCL (Fig. 3d, Eq. 9). Without MII, CII's query is the clip's
             sequence feature (TAP of the [CLS] tokens) and CMCL constrains that.
+        cii_query_residual: keep the residual connection of CII's query token (the paper's
+            block); ``False`` closes the CMCL shortcut (``docs/modules.md``).
         use_memory: build the CPC memory (``False``: ``memory is None``, no CPCL term).
         detach_mii: feed MII/CII a detached copy of the backbone tokens (authors' code), so
             the MII losses train only the heads.
@@ -83,6 +85,7 @@ class XReIDConfig:
     sii_stride: int = 1
     use_lii: bool = True
     use_cii: bool = True
+    cii_query_residual: bool = True
     use_memory: bool = True
     detach_mii: bool = False
     frame_logits: bool = False
@@ -185,7 +188,8 @@ class XReID(nn.Module):
             else None
         )
         self.cii = (
-            CrossModalInteraction(dim, num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=cfg.drop_path)
+            CrossModalInteraction(dim, num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=cfg.drop_path,
+                                  query_residual=cfg.cii_query_residual)
             if cfg.use_cii
             else None
         )
