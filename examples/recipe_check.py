@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from study import parse_sets  # examples/study.py, next to this script
+
 from xreid.data import make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
 from xreid.engine import Callbacks, TrainConfig, Trainer
 
@@ -52,19 +54,6 @@ def make_dataset(name: str, data_dir: Path) -> tuple[str, Path]:
         make(root, overwrite=True, **kw)
         marker.write_text(json.dumps(kw, sort_keys=True) + "\n")
     return layout, root
-
-
-def parse_set(values: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise SystemExit(f"recipe_check.py: error: --set: expected KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key] = raw
-    return out
 
 
 def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict:
@@ -125,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="where the datasets are generated (cached)")
     p.add_argument("--output-dir", default="xreid_runs/recipe", help="runs, recipe.json/.md")
     args = p.parse_args(argv)
-    overrides = parse_set(args.set)
+    try:
+        overrides = parse_sets(args.set)  # the study runner's --set, one home
+    except ValueError as exc:
+        raise SystemExit(f"recipe_check.py: error: {exc}") from None
     from tqdm.auto import tqdm
 
     results: dict[str, list[dict]] = {}
