@@ -319,3 +319,55 @@ def test_cii_query_residual_option_reaches_cii():
     model = build_model(cfg, 4, 3)
     assert model.cii is not None and model.cii.query_residual is False
     assert build_model(TrainConfig.from_preset("demo"), 4, 3).cii.query_residual is True
+
+
+def _cmcl_gradients(side: str) -> tuple[dict[str, torch.Tensor], torch.Tensor, XReIDOutput]:
+    """Gradients of CMCL alone (Eq. 9 summed over the pairs) for one stop-gradient side."""
+    from xreid.losses import CMCL
+
+    model = _model("paper", cmcl_stop_gradient=side)
+    video, labels, modality, cameras = _batch()
+    out = model(video, modality, cameras, labels)
+    loss = sum(CMCL()(a, b) for a, b in out.cmcl_pairs)
+    loss.backward()
+    grads = {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+             for n, p in model.named_parameters()}
+    return grads, loss.detach(), out
+
+
+def test_cmcl_stop_gradient_sides():
+    """"none": CMCL reaches CII and the encoder; "interaction": not CII (O_CMII is a
+    constant target), still the encoder through Ō; "anchor": CII and the encoder through
+    CII's inputs. The value of Eq. 9 is the same on every side."""
+    g_none, l_none, _ = _cmcl_gradients("none")
+    g_int, l_int, out_int = _cmcl_gradients("interaction")
+    g_anc, l_anc, out_anc = _cmcl_gradients("anchor")
+    torch.testing.assert_close(l_int, l_none)
+    torch.testing.assert_close(l_anc, l_none)
+
+    def norm(grads, prefix):
+        return sum(float(g.norm()) for n, g in grads.items() if n.startswith(prefix))
+
+    assert norm(g_none, "cii.") > 0 and norm(g_none, "backbone.") > 0
+    assert norm(g_int, "cii.") == 0 and norm(g_int, "backbone.") > 0
+    assert norm(g_anc, "cii.") > 0 and norm(g_anc, "backbone.") > 0
+    assert all(not b.requires_grad for _, b in out_int.cmcl_pairs)
+    assert all(not a.requires_grad and b.requires_grad for a, b in out_anc.cmcl_pairs)
+    # the encoder gradient of "none" is the sum of the two one-sided ones (linearity)
+    for name in g_none:
+        if name.startswith("backbone."):
+            torch.testing.assert_close(g_none[name], g_int[name] + g_anc[name],
+                                       atol=1e-6, rtol=1e-4)
+
+
+def test_cmcl_stop_gradient_option_reaches_the_model_and_is_checked():
+    from xreid.engine import TrainConfig
+    from xreid.engine.trainer import build_model
+
+    cfg = TrainConfig.from_preset("demo", cmcl_stop_gradient="anchor")
+    assert build_model(cfg, 4, 3).config.cmcl_stop_gradient == "anchor"
+    assert build_model(TrainConfig.from_preset("demo"), 4, 3).config.cmcl_stop_gradient == "none"
+    with pytest.raises(ValueError, match="cmcl_stop_gradient"):
+        _model("paper", cmcl_stop_gradient="both")
+    with pytest.raises(ValueError, match="cmcl_stop_gradient"):
+        TrainConfig.from_preset("demo", cmcl_stop_gradient="both")

@@ -39,6 +39,7 @@ BAD: dict[str, list[object]] = {
     "use_lii": ["false"],
     "use_cii": [0],
     "cii_query_residual": ["no"],
+    "cmcl_stop_gradient": ["both", 1],
     "detach_mii": ["true"],
     "freeze_patch_embed": [None],
     "grad_checkpointing": ["no"],

@@ -109,6 +109,11 @@ class TrainConfig:
         "keep the residual of CII's query token (default: the model preset's, True); "
         "false closes the CMCL shortcut (docs/modules.md)"
     )
+    cmcl_stop_gradient: str | None = _option(
+        None,
+        "side of Eq. 9 held constant: none (the paper) | anchor | interaction "
+        "(default: the model preset's, none; docs/modules.md)"
+    )
     detach_mii: bool | None = _option(
         None,
         "feed MII/CII detached backbone tokens, as the authors' code (default: the model "
@@ -291,7 +296,7 @@ class TrainConfig:
     def model_overrides(self) -> dict[str, Any]:
         """Non-None head overrides for :meth:`xreid.XReID.from_preset`."""
         keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "cii_query_residual",
-                "detach_mii", "use_sii",
+                "cmcl_stop_gradient", "detach_mii", "use_sii",
                 "sii_stride", "use_memory", "hard_selection", "memory_collaboration",
                 "memory_momentum", "memory_temperature")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
@@ -360,6 +365,10 @@ class TrainConfig:
         if self.hard_selection is not None and self.hard_selection not in allowed:
             raise ValueError(f"hard_selection: expected one of {list(allowed)}, got "
                              f"{self.hard_selection!r}")
+        sides = ("none", "anchor", "interaction")
+        if self.cmcl_stop_gradient is not None and self.cmcl_stop_gradient not in sides:
+            raise ValueError(f"cmcl_stop_gradient: expected one of {list(sides)}, got "
+                             f"{self.cmcl_stop_gradient!r}")
         for key in ("cpcl_weight", "triplet_weight", "id_weight", "cmcl_weight",
                     "frame_id_weight"):
             value = getattr(self, key)

@@ -42,7 +42,7 @@ from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
 from xreid.presets import MODEL_PRESETS
 
-__all__ = ["PRESETS", "XReID", "XReIDConfig"]
+__all__ = ["CMCL_STOP_GRADIENTS", "PRESETS", "XReID", "XReIDConfig"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,10 @@ class XReIDConfig:
             sequence feature (TAP of the [CLS] tokens) and CMCL constrains that.
         cii_query_residual: keep the residual connection of CII's query token (the paper's
             block); ``False`` closes the CMCL shortcut (``docs/modules.md``).
+        cmcl_stop_gradient: which side of Eq. 9 is a constant: ``"none"`` (the paper: both
+            ``Ō`` and ``O_CMII`` get the gradient), ``"anchor"`` (``Ō`` is the target; CMCL
+            trains CII and, through its inputs, the encoder to predict it) or
+            ``"interaction"`` (``O_CMII`` is the target; CII gets no CMCL gradient).
         use_memory: build the CPC memory (``False``: ``memory is None``, no CPCL term).
         detach_mii: feed MII/CII a detached copy of the backbone tokens (authors' code), so
             the MII losses train only the heads.
@@ -86,6 +90,7 @@ class XReIDConfig:
     use_lii: bool = True
     use_cii: bool = True
     cii_query_residual: bool = True
+    cmcl_stop_gradient: Literal["none", "anchor", "interaction"] = "none"
     use_memory: bool = True
     detach_mii: bool = False
     frame_logits: bool = False
@@ -97,6 +102,9 @@ class XReIDConfig:
     hard_selection: Literal["cross_modal", "same_modality", "any"] = "cross_modal"
     memory_collaboration: bool = True
 
+
+CMCL_STOP_GRADIENTS: tuple[str, ...] = ("none", "anchor", "interaction")
+"""Values of ``XReIDConfig.cmcl_stop_gradient``: the side of Eq. 9 held constant."""
 
 PRESETS = MODEL_PRESETS  # the table lives in xreid.presets with the others
 
@@ -141,6 +149,11 @@ class XReID(nn.Module):
         if cfg.hard_selection not in HARD_SELECTIONS:
             raise ValueError(
                 f"hard_selection: expected one of {HARD_SELECTIONS}, got {cfg.hard_selection!r}"
+            )
+        if cfg.cmcl_stop_gradient not in CMCL_STOP_GRADIENTS:
+            raise ValueError(
+                f"cmcl_stop_gradient: expected one of {CMCL_STOP_GRADIENTS}, got "
+                f"{cfg.cmcl_stop_gradient!r}"
             )
         dim = int(backbone.embed_dim)
         proj_dim = int(backbone.proj_dim)
@@ -470,7 +483,11 @@ class XReID(nn.Module):
             names += [f"cii_{name}_v2i", f"cii_{name}_i2v"]
         out = self.cii(torch.cat(queries, 0), torch.cat(keys, 0))
         chunks = out.split(vis.numel(), dim=0)
-        pairs = tuple((q, o) for q, o in zip(queries, chunks))
+        side = self.config.cmcl_stop_gradient
+        pairs = tuple(
+            (q.detach() if side == "anchor" else q, o.detach() if side == "interaction" else o)
+            for q, o in zip(queries, chunks)
+        )
         return pairs, dict(zip(names, chunks))
 
     def extra_repr(self) -> str:
