@@ -34,8 +34,8 @@ COLORS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
 
 
 def _tiny_config(tmp: Path) -> TrainConfig:
-    return TrainConfig.from_preset("demo", output_dir=str(tmp), embed_dim=32, depth=1,
-                                   num_heads=2, num_frames=3, img_size=(32, 16))
+    return TrainConfig.from_preset("demo", output_dir=str(tmp), use_cameras=True, embed_dim=32,
+                                   depth=1, num_heads=2, num_frames=3, img_size=(32, 16))
 
 
 def _make_checkpoint(path: Path, cfg: TrainConfig, *, with_sizes: bool = True) -> torch.nn.Module:

@@ -20,7 +20,7 @@ def _trainer(tmp_path, root, **kw) -> Trainer:
     values = dict(root=root, synthetic_train_ids=8, synthetic_test_ids=4,
                   img_size=(32, 16), num_frames=3, ids_per_batch=4, clips_per_modality=1,
                   epochs=1, iters_per_epoch=1, eval_before=False, memory_batch_size=64,
-                  output_dir=str(tmp_path / "run"))
+                  output_dir=str(tmp_path / "run"), use_cameras=True)  # SIE in both paths
     values.update(kw)
     return Trainer(TrainConfig.from_preset("demo", **values))
 

@@ -49,3 +49,13 @@ def test_presets_module_is_data_only():
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert imported <= {"__future__", "typing"}
+
+
+def test_camera_embedding_is_off_in_the_demo_and_on_in_the_paper_presets():
+    """The demo's default was chosen across four synthetic datasets (docs/training.md,
+    "Across datasets"); the paper and official presets keep the authors' camera embedding."""
+    from xreid.engine import TrainConfig
+
+    assert TrainConfig.from_preset("demo").use_cameras is False
+    assert TrainConfig.from_preset("paper", root="/data/vcm").use_cameras is True
+    assert TrainConfig.from_preset("official", root="/data/vcm").use_cameras is True

@@ -45,6 +45,7 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
         text_prompts=True,
         prompt_stage1_epochs=2,
         prompt_stage1_batch_size=16,
+        use_cameras=True,
     )
     values.update(kw)
     return TrainConfig.from_preset("demo", **values)

@@ -50,7 +50,7 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
 def trained(tmp_path_factory):
     """A trainer after 1 epoch of 1 iteration, with its checkpoint.pt written."""
     tmp = tmp_path_factory.mktemp("trained")
-    trainer = Trainer(tiny_config(tmp, epochs=1))
+    trainer = Trainer(tiny_config(tmp, epochs=1, use_cameras=True))  # the camera embedding too
     trainer.initialize_memory()
     trainer.save_checkpoint()
     return trainer

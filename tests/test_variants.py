@@ -145,7 +145,7 @@ def _batch(p: int = 2):
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_variant_builds_and_trains_one_step(name):
-    cfg = TrainConfig.from_preset("demo", variant=name, **TINY)
+    cfg = TrainConfig.from_preset("demo", variant=name, use_cameras=True, **TINY)
     torch.manual_seed(0)
     model = build_model(cfg, C, 2)
     o = get_variant(name).overrides

@@ -76,6 +76,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "normalization": "clip",
         "pad": 10,
         "freeze_patch_embed": True,
+        "use_cameras": True,
         "eval_batch_size": 32,
     },
     "official": {
@@ -101,6 +102,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "normalization": "imagenet",
         "pad": 0,
         "freeze_patch_embed": True,
+        "use_cameras": True,
         "eval_batch_size": 32,
     },
 }

@@ -76,7 +76,11 @@ class TrainConfig:
     pad: int = _option(4, "pixels of zero padding before the random crop (0: no crop)")
     erasing_p: float = _option(0.5, "probability of random erasing of a training clip")
     num_workers: int = _option(0, "data loader worker processes")
-    use_cameras: bool = _option(True, "camera embedding (SIE) on the [CLS] token")
+    use_cameras: bool = _option(
+        False,
+        "camera embedding (SIE) on the [CLS] token (off in the demo; on in the paper and "
+        "official presets, as the authors' code)"
+    )
     # model
     backbone: str = _option("tiny", "tiny | clip-vit-b16 | clip-vit-b16-openclip")
     weights: str | None = _option(
