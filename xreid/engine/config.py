@@ -369,7 +369,9 @@ class TrainConfig:
         if self.hard_selection is not None and self.hard_selection not in allowed:
             raise ValueError(f"hard_selection: expected one of {list(allowed)}, got "
                              f"{self.hard_selection!r}")
-        sides = ("none", "anchor", "interaction")
+        from xreid.models.xreid import CMCL_STOP_GRADIENTS  # the one list of the values
+
+        sides = CMCL_STOP_GRADIENTS
         if self.cmcl_stop_gradient is not None and self.cmcl_stop_gradient not in sides:
             raise ValueError(f"cmcl_stop_gradient: expected one of {list(sides)}, got "
                              f"{self.cmcl_stop_gradient!r}")
