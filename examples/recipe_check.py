@@ -11,7 +11,9 @@ pixels, the untrained model), then the mean and spread over datasets:
     python examples/recipe_check.py --set use_cameras=false --output-dir xreid_runs/recipe-nocam
 
 Writes recipe.json (every run's metrics) and recipe.md (the table). Finished runs are not
-rerun (their metrics.json is reused), so an interrupted check resumes where it stopped.
+rerun (their metrics.json is reused), so an interrupted check resumes where it stopped; a
+finished run trained with other options (another --set, or a default that changed since) is
+refused rather than reported under this configuration.
 """
 
 from __future__ import annotations
@@ -56,15 +58,36 @@ def make_dataset(name: str, data_dir: Path) -> tuple[str, Path]:
     return layout, root
 
 
+# Options that change how a run executes, not what it learns: a finished run is reused
+# whatever they were.
+EXECUTION_ONLY = frozenset({"root", "output_dir", "threads", "num_workers", "device",
+                            "log_every", "save_every"})
+
+
+def stale_options(done: Path, cfg: TrainConfig) -> list[str]:
+    """Options whose value in a finished run (``done``, its metrics.json) differs from ``cfg``.
+
+    Options the finished run does not record (added to TrainConfig later) are not compared.
+    """
+    old = json.loads(done.read_text()).get("config", {})
+    new = cfg.to_dict()
+    return [f"{k}={old[k]!r} (this check: {new[k]!r})" for k in sorted(set(old) & set(new))
+            if k not in EXECUTION_ONLY and old[k] != new[k]]
+
+
 def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict:
     layout, root = make_dataset(name, Path(args.data_dir))
     out = Path(args.output_dir) / name / f"seed{seed}"
-    done = out / "metrics.json"
-    if done.exists():
-        return json.loads(done.read_text())
     cfg = TrainConfig.from_preset("demo", **{"dataset": layout, "root": str(root),
                                              "output_dir": str(out), "seed": seed,
                                              "threads": args.threads, **overrides})
+    done = out / "metrics.json"
+    if done.exists():
+        stale = stale_options(done, cfg)
+        if stale:  # reusing it would report another configuration under this one's name
+            raise SystemExit(f"recipe_check.py: error: {done} was trained with other options: "
+                             f"{', '.join(stale)}; use another --output-dir or delete it")
+        return json.loads(done.read_text())
     trainer = Trainer(cfg, Callbacks())
     try:
         return trainer.fit()

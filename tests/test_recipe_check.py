@@ -1,11 +1,15 @@
-"""examples/recipe_check.py: --set validation and the cross-dataset table (fake metrics)."""
+"""examples/recipe_check.py: --set validation, the cross-dataset table (fake metrics), reuse."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
 import pytest
+
+from xreid.engine import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +45,27 @@ def test_table_means_over_seeds_then_datasets(recipe):
     # mean over datasets of the per-dataset means: (0.4 + 0.2) / 2 and (0.5 + 0.2) / 2
     assert "| **mean over datasets** | trained | 30.0 ± 14.1 | 35.0 ± 21.2 |" in text
     assert "| **mean over datasets** | pixels | 10.0 ± 0.0 | 20.0 ± 0.0 |" in text
+
+
+def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipe, "make_dataset", lambda name, data_dir: ("hitsz-vcm", tmp_path))
+    out = tmp_path / "runs"
+    args = argparse.Namespace(data_dir=str(tmp_path), threads=1, output_dir=str(out))
+    run_dir = out / "vcm-16ids-3cams" / "seed0"
+    run_dir.mkdir(parents=True)
+    cfg = TrainConfig.from_preset("demo", dataset="hitsz-vcm", root=str(tmp_path), seed=0,
+                                  output_dir=str(run_dir), lr=1e-3)
+    # recorded on another machine with other threads: still the same run
+    recorded = {**cfg.to_dict(), "threads": 4, "after": None}
+    done = run_dir / "metrics.json"
+    done.write_text(json.dumps({"config": recorded, "after": "kept"}))
+    assert recipe.run("vcm-16ids-3cams", args, {"lr": 1e-3}, 0)["after"] == "kept"
+    # another learning rate must not be reported under this one's name
+    with pytest.raises(SystemExit, match=r"metrics.json was trained with other options: "
+                                         r"lr=0\.001 \(this check: 0\.0005\)"):
+        recipe.run("vcm-16ids-3cams", args, {"lr": 5e-4}, 0)
+    # an option the old run does not record is not compared
+    del recorded["erasing_p"]
+    done.write_text(json.dumps({"config": recorded, "after": "kept"}))
+    reused = recipe.run("vcm-16ids-3cams", args, {"lr": 1e-3, "erasing_p": 0.0}, 0)
+    assert reused["after"] == "kept"
