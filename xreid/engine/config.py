@@ -179,7 +179,7 @@ class TrainConfig:
         50,
         "iterations per epoch (default: one pass of the identity sampler)"
     )
-    lr: float = _option(5e-4, "base learning rate (Adam)")
+    lr: float = _option(1e-3, "base learning rate (Adam)")
     warmup_epochs: int = _option(2, "epochs of linear LR warm-up")
     warmup_factor: float = _option(0.1, "LR multiplier at the start of the warm-up")
     milestones: tuple[int, ...] = _option(
