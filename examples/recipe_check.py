@@ -69,7 +69,16 @@ def stale_options(done: Path, cfg: TrainConfig) -> list[str]:
 
     Options the finished run does not record (added to TrainConfig later) are not compared.
     """
-    old = json.loads(done.read_text()).get("config", {})
+    try:
+        record = json.loads(done.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SystemExit(f"recipe_check.py: error: {done}: expected a finished run's metrics "
+                         f"(JSON), got an unreadable file ({exc}); delete it to rerun") from None
+    old = record.get("config") if isinstance(record, dict) else None
+    if not isinstance(old, dict):
+        raise SystemExit(f"recipe_check.py: error: {done}: expected a finished run's metrics "
+                         "with its \"config\"; got none, so its options cannot be checked; "
+                         "delete it to rerun")
     new = cfg.to_dict()
     return [f"{k}={old[k]!r} (this check: {new[k]!r})" for k in sorted(set(old) & set(new))
             if k not in EXECUTION_ONLY and old[k] != new[k]]
@@ -87,7 +96,7 @@ def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], seed: in
         if stale:  # reusing it would report another configuration under this one's name
             raise SystemExit(f"recipe_check.py: error: {done} was trained with other options: "
                              f"{', '.join(stale)}; use another --output-dir or delete it")
-        return json.loads(done.read_text())
+        return json.loads(done.read_text())  # read once more: stale_options checked it
     trainer = Trainer(cfg, Callbacks())
     try:
         return trainer.fit()

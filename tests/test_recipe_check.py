@@ -69,3 +69,17 @@ def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, mon
     done.write_text(json.dumps({"config": recorded, "after": "kept"}))
     reused = recipe.run("vcm-16ids-3cams", args, {"lr": 1e-3, "erasing_p": 0.0}, 0)
     assert reused["after"] == "kept"
+
+
+@pytest.mark.parametrize("text, why", [("{not json", "unreadable file"),
+                                       ('{"after": 1}', 'with its "config"; got none')])
+def test_unreadable_finished_run_is_one_line(recipe, tmp_path, monkeypatch, text, why):
+    monkeypatch.setattr(recipe, "make_dataset", lambda name, data_dir: ("hitsz-vcm", tmp_path))
+    args = argparse.Namespace(data_dir=str(tmp_path), threads=1, output_dir=str(tmp_path / "r"))
+    run_dir = tmp_path / "r" / "bupt-40ids" / "seed3"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text(text)
+    with pytest.raises(SystemExit, match=r"recipe_check.py: error: .*seed3.metrics.json: "
+                                         r"expected a finished run's metrics") as exc:
+        recipe.run("bupt-40ids", args, {}, 3)
+    assert why in str(exc.value) and "\n" not in str(exc.value)
