@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from xreid.engine import Callbacks, TrainConfig, Trainer
+from xreid.engine import Hook, TrainConfig, build_trainer
 from xreid.losses import CMCL
 
 COMBINATIONS = (("initial", "initial"), ("trained", "initial"), ("initial", "trained"),
@@ -47,7 +47,7 @@ def check_run(run_dir: Path, batches: int = 4) -> dict[str, float]:
     state = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
     with tempfile.TemporaryDirectory() as tmp:
         values = {**cfg.to_dict(), "output_dir": tmp, "device": "cpu"}
-        trainer = Trainer(TrainConfig.from_dict(values), Callbacks())
+        trainer = build_trainer(TrainConfig.from_dict(values), hooks=[Hook()])
         try:
             models = {"initial": copy.deepcopy(trainer.core), "trained": trainer.core}
             if models["initial"].cii is None:
@@ -64,7 +64,7 @@ def check_run(run_dir: Path, batches: int = 4) -> dict[str, float]:
         total = 0.0
         with torch.no_grad():
             for batch in data:
-                cameras = batch["camera"] if cfg.use_cameras else None
+                cameras = batch["camera"] if cfg.data.use_cameras else None
                 out = model(batch["video"], batch["modality"], cameras, batch["label"])
                 total += sum(float(CMCL()(a, b)) for a, b in out.cmcl_pairs) / len(out.cmcl_pairs)
         result[f"{encoder} encoder + {cii} CII"] = total / len(data)

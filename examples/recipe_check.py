@@ -8,7 +8,8 @@ and reports for every dataset the trained model next to the two baselines it mus
 pixels, the untrained model), then the mean and spread over datasets:
 
     python examples/recipe_check.py --output-dir xreid_runs/recipe
-    python examples/recipe_check.py --set use_cameras=false --output-dir xreid_runs/recipe-nocam
+    python examples/recipe_check.py --set data.use_cameras=false \
+        --output-dir xreid_runs/recipe-nocam
 
 Writes recipe.json (every run's metrics) and recipe.md (the table). Finished runs are not
 rerun (their metrics.json is reused), so an interrupted check resumes where it stopped; a
@@ -25,10 +26,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from study import parse_sets  # examples/study.py, next to this script
-
+from xreid.cli.train_args import parse_sets
 from xreid.data import make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
-from xreid.engine import Callbacks, TrainConfig, Trainer
+from xreid.engine import Hook, TrainConfig, build_trainer
+from xreid.engine.config import resolve_config
+from xreid.engine.sections import FLAT_OPTIONS, SECTIONS
 
 # name -> (layout, generator keywords). Differ in seed, identities (16-64), cameras (3-6),
 # frame size, difficulty and layout.
@@ -60,14 +62,15 @@ def make_dataset(name: str, data_dir: Path) -> tuple[str, Path]:
 
 # Options that change how a run executes, not what it learns: a finished run is reused
 # whatever they were.
-EXECUTION_ONLY = frozenset({"root", "output_dir", "threads", "num_workers", "device",
-                            "log_every", "save_every"})
+EXECUTION_ONLY = frozenset({"data.root", "run.output_dir", "run.threads", "data.num_workers",
+                            "run.device", "run.log_every", "run.save_every"})
 
 
 def stale_options(done: Path, cfg: TrainConfig) -> list[str]:
     """Options whose value in a finished run (``done``, its metrics.json) differs from ``cfg``.
 
-    Options the finished run does not record (added to TrainConfig later) are not compared.
+    Options the finished run does not record (added later) are not compared; the flat
+    configuration of earlier versions is read through ``FLAT_OPTIONS``.
     """
     try:
         record = json.loads(done.read_text())
@@ -79,25 +82,35 @@ def stale_options(done: Path, cfg: TrainConfig) -> list[str]:
         raise SystemExit(f"recipe_check.py: error: {done}: expected a finished run's metrics "
                          "with its \"config\"; got none, so its options cannot be checked; "
                          "delete it to rerun")
-    new = cfg.to_dict()
-    return [f"{k}={old[k]!r} (this check: {new[k]!r})" for k in sorted(set(old) & set(new))
-            if k not in EXECUTION_ONLY and old[k] != new[k]]
+    if any(k in SECTIONS for k in old):  # this version's nested configuration
+        before = {f"{s}.{k}": v for s in SECTIONS if isinstance(old.get(s), dict)
+                  for k, v in old[s].items()}
+    else:  # the flat configuration of earlier versions
+        before = {FLAT_OPTIONS[k]: v for k, v in old.items() if k in FLAT_OPTIONS}
+    new = cfg.flat_items()
+    return [f"{k}={before[k]!r} (this check: {new[k]!r})" for k in sorted(set(before) & set(new))
+            if k not in EXECUTION_ONLY and before[k] != new[k]]
 
 
-def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], seed: int) -> dict:
+def run_config(name: str, args: argparse.Namespace, overrides: dict[str, Any],
+               seed: int) -> TrainConfig:
+    """The demo preset with ``overrides`` (``--set``) on dataset ``name`` (generated once)."""
     layout, root = make_dataset(name, Path(args.data_dir))
     out = Path(args.output_dir) / name / f"seed{seed}"
-    cfg = TrainConfig.from_preset("demo", **{"dataset": layout, "root": str(root),
-                                             "output_dir": str(out), "seed": seed,
-                                             "threads": args.threads, **overrides})
-    done = out / "metrics.json"
+    return resolve_config("demo", None, overrides, {
+        "data": {"dataset": layout, "root": str(root)},
+        "run": {"output_dir": str(out), "seed": seed, "threads": args.threads}})
+
+
+def run(cfg: TrainConfig) -> dict:
+    done = Path(cfg.run.output_dir) / "metrics.json"
     if done.exists():
         stale = stale_options(done, cfg)
         if stale:  # reusing it would report another configuration under this one's name
             raise SystemExit(f"recipe_check.py: error: {done} was trained with other options: "
                              f"{', '.join(stale)}; use another --output-dir or delete it")
         return json.loads(done.read_text())  # read once more: stale_options checked it
-    trainer = Trainer(cfg, Callbacks())
+    trainer = build_trainer(cfg, hooks=[Hook()])
     try:
         return trainer.fit()
     finally:
@@ -140,22 +153,26 @@ def main(argv: list[str] | None = None) -> int:
                    help="which synthetic datasets (default: all)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="TrainConfig overrides on top of the demo preset (JSON values)")
+                   help="options over the demo preset, e.g. optim.lr=5e-4 (JSON values)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--data-dir", default="xreid_runs/recipe-data",
                    help="where the datasets are generated (cached)")
     p.add_argument("--output-dir", default="xreid_runs/recipe", help="runs, recipe.json/.md")
     args = p.parse_args(argv)
-    try:
+    jobs = [(n, s) for n in args.datasets for s in args.seeds]
+    try:  # every configuration is checked before the first run starts
         overrides = parse_sets(args.set)  # the study runner's --set, one home
+        if args.threads is not None and args.threads < 1:
+            raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+        configs = [(n, run_config(n, args, overrides, s)) for n, s in jobs]
     except ValueError as exc:
-        raise SystemExit(f"recipe_check.py: error: {exc}") from None
+        print(f"recipe_check.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     from tqdm.auto import tqdm
 
     results: dict[str, list[dict]] = {}
-    jobs = [(n, s) for n in args.datasets for s in args.seeds]
-    for name, seed in tqdm(jobs, desc="recipe check"):
-        results.setdefault(name, []).append(run(name, args, overrides, seed))
+    for name, cfg in tqdm(configs, desc="recipe check"):
+        results.setdefault(name, []).append(run(cfg))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(

@@ -33,7 +33,6 @@ TEST_ALLOWLIST: set[tuple[str, str]] = {
     ("test_memory.py", "_select_hard"),
     ("test_metrics_ranking.py", "_DEFAULT_PAIRS_PER_CHUNK"),  # ties across chunk edges
     ("test_metrics_ranking.py", "_PREFIX_FRACTION"),
-    ("test_reliability_faults.py", "_init_distributed"),  # device choice without CUDA
 }
 
 # Private names of other libraries' protocols that xreid sets on purpose.

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xreid.engine import Callbacks, TrainConfig, Trainer
+from xreid.engine import Hook, TrainConfig, build_trainer
 from xreid.losses import CMCL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def _run(tmp_path: Path, name: str, **kw) -> Path:
         img_size=(32, 16), num_frames=3, ids_per_batch=2, clips_per_modality=1, epochs=2,
         iters_per_epoch=3, eval_before=False, pixel_baseline=False,
         output_dir=str(tmp_path / name), memory_batch_size=64, threads=1, **kw)
-    trainer = Trainer(cfg, Callbacks())
+    trainer = build_trainer(cfg, hooks=[Hook()])
     try:
         trainer.fit()
     finally:
@@ -51,7 +51,7 @@ def test_initial_values_match_a_fresh_model(check, runs):
     values = check.check_run(runs["paper"], batches=2)
     cfg = TrainConfig.from_dict({**TrainConfig.load(runs["paper"] / "config.json").to_dict(),
                                  "output_dir": str(runs["paper"].parent / "fresh")})
-    trainer = Trainer(cfg, Callbacks())  # seeds, then builds the same initial model
+    trainer = build_trainer(cfg, hooks=[Hook()])  # seeds, then builds the same initial model
     try:
         model = trainer.core.train()
         batches = [b for _, b in zip(range(2), trainer.epoch_batches(0))]
@@ -59,7 +59,7 @@ def test_initial_values_match_a_fresh_model(check, runs):
             expected = sum(
                 sum(float(CMCL()(a, b)) for a, b in out.cmcl_pairs) / len(out.cmcl_pairs)
                 for out in (model(b["video"], b["modality"],
-                                  b["camera"] if cfg.use_cameras else None, b["label"])
+                                  b["camera"] if cfg.data.use_cameras else None, b["label"])
                             for b in batches)
             ) / 2
     finally:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from xreid.engine import TrainConfig, Trainer, atomic_save, load_checkpoint
+from xreid.engine import TrainConfig, build_trainer, load_checkpoint
+from xreid.engine.checkpoint import atomic_save
 from xreid.engine.optim import lr_factor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,11 +40,13 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
 # ------------------------------------------------------------------------ config / schedule
 def test_presets_and_round_trip(tmp_path):
     paper = TrainConfig.from_preset("paper", root="/data/vcm")
-    assert paper.lr == 5e-6 and paper.epochs == 60 and paper.milestones == (30, 50)
-    assert paper.img_size == (288, 144) and paper.num_frames == 10
-    assert (paper.ids_per_batch, paper.clips_per_modality) == (4, 2)
+    assert paper.optim.lr == 5e-6 and paper.optim.epochs == 60
+    assert paper.optim.milestones == (30, 50)
+    assert paper.data.img_size == (288, 144) and paper.data.num_frames == 10
+    assert (paper.data.ids_per_batch, paper.data.clips_per_modality) == (4, 2)
     official = TrainConfig.from_preset("official", root="/data/vcm")
-    assert official.iters_per_epoch == 300 and official.memory_init == "every_epoch"
+    assert official.optim.iters_per_epoch == 300
+    assert official.loss.memory_init == "every_epoch"
     path = tmp_path / "c.json"
     paper.save(path)
     assert TrainConfig.load(path) == paper
@@ -97,15 +99,15 @@ def test_load_checkpoint_errors(tmp_path):
 
 # ----------------------------------------------------------------------------- training
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
-    full = Trainer(tiny_config(tmp_path / "a", eval_before=True))
+    full = build_trainer(tiny_config(tmp_path / "a", eval_before=True))
     metrics_full = full.fit()
     state_full = full.core.state_dict()
 
-    first = Trainer(tiny_config(tmp_path / "b", epochs=1, eval_before=True))
+    first = build_trainer(tiny_config(tmp_path / "b", epochs=1, eval_before=True))
     first.fit()
-    ck = Path(first.cfg.output_dir) / "checkpoint.pt"
+    ck = Path(first.config.run.output_dir) / "checkpoint.pt"
     assert ck.exists()
-    resumed = Trainer(tiny_config(tmp_path / "b", epochs=2, eval_before=True))
+    resumed = build_trainer(tiny_config(tmp_path / "b", epochs=2, eval_before=True))
     resumed.load_checkpoint(ck)
     assert resumed.epoch == 1
     metrics_resumed = resumed.fit()
@@ -116,31 +118,27 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 
 def test_cli_demo_writes_every_artifact(tmp_path):
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import train_vvi
-    finally:
-        sys.path.pop(0)
+    from xreid.cli import train_script as train_vvi
     cfg = tiny_config(tmp_path, epochs=1, eval_before=True)
-    args = ["--no-progress", "--root", cfg.root, "--output-dir", cfg.output_dir,
+    args = ["--no-progress", "--root", cfg.data.root, "--output-dir", cfg.run.output_dir,
             "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--img-size", "32", "16",
             "--num-frames", "3", "--ids-per-batch", "2", "--clips-per-modality", "1",
             "--epochs", "1", "--iters-per-epoch", "2"]
     assert train_vvi.main(args) == 0
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     metrics = json.loads((out / "metrics.json").read_text())
     keys = {"rank1", "rank5", "rank10", "rank20", "mAP", "mINP"}
     for tag in ("before", "after"):
         for direction in ("i2v", "v2i"):
             assert keys <= set(metrics[tag][direction])
             assert all(0.0 <= metrics[tag][direction][k] <= 1.0 for k in keys)
-    assert metrics["config"]["epochs"] == 1
+    assert metrics["config"]["optim"]["epochs"] == 1
     # the baselines training must beat, next to the results
     assert metrics["baselines"]["untrained"] == metrics["before"]
-    from xreid.engine.trainer import build_reader
+    from xreid.data.build import build_reader
     from xreid.metrics import pixel_baseline
 
-    pixels = pixel_baseline(build_reader(cfg)).to_dict()
+    pixels = pixel_baseline(build_reader(cfg.data, cfg.run.output_dir)).to_dict()
     assert metrics["baselines"]["pixels"] == pixels
     for name in ("cmc.png", "training_curve.png", "log.jsonl", "checkpoint.pt", "config.json"):
         assert (out / name).stat().st_size > 0, name
@@ -164,7 +162,7 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
                       RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    trainer = Trainer(TrainConfig.from_dict(cfg_dict))
+    trainer = build_trainer(TrainConfig.from_dict(cfg_dict))
     try:
         trainer.fit()
         torch.save(trainer.core.state_dict(), Path(out_dir) / f"rank{rank}.pt")
@@ -178,9 +176,9 @@ def test_ddp_two_processes_end_identical(tmp_path):
 
     cfg = tiny_config(tmp_path, epochs=1, iters_per_epoch=2, device="cpu")
     # build the synthetic dataset once up front (both ranks then read it)
-    from xreid.engine.trainer import build_reader
+    from xreid.data.build import build_reader
 
-    build_reader(cfg)
+    build_reader(cfg.data, cfg.run.output_dir)
     mp.spawn(_ddp_worker, args=(2, _free_port(), cfg.to_dict(), str(tmp_path)), nprocs=2)
     s0 = torch.load(tmp_path / "rank0.pt")
     s1 = torch.load(tmp_path / "rank1.pt")
@@ -191,22 +189,22 @@ def test_ddp_two_processes_end_identical(tmp_path):
 
 
 def test_bf16_autocast_and_grad_checkpointing_train(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, epochs=1, iters_per_epoch=1, amp="bf16",
+    trainer = build_trainer(tiny_config(tmp_path, epochs=1, iters_per_epoch=1, amp="bf16",
                                   grad_checkpointing=True))
     metrics = trainer.fit()
     assert trainer.core.backbone.grad_checkpointing
     assert trainer.core.memory.visible.dtype == torch.float32
     assert all(0.0 <= v <= 1.0 for v in metrics["after"]["i2v"].values())
-    rows = [json.loads(x) for x in (Path(trainer.cfg.output_dir) / "log.jsonl").read_text()
+    rows = [json.loads(x) for x in (Path(trainer.config.run.output_dir) / "log.jsonl").read_text()
             .splitlines()]
     assert all(r["total"] == r["total"] for r in rows if r["event"] == "iteration")  # no NaN
 
 
 @pytest.mark.slow
 def test_compiled_training_matches_eager_loss(tmp_path):
-    eager = Trainer(tiny_config(tmp_path / "e", epochs=1, iters_per_epoch=2))
+    eager = build_trainer(tiny_config(tmp_path / "e", epochs=1, iters_per_epoch=2))
     eager.fit()
-    compiled = Trainer(tiny_config(tmp_path / "c", epochs=1, iters_per_epoch=2, compile=True))
+    compiled = build_trainer(tiny_config(tmp_path / "c", epochs=1, iters_per_epoch=2, compile=True))
     compiled.fit()
     le = [h["total"] for h in eager.history]
     lc = [h["total"] for h in compiled.history]
@@ -225,10 +223,10 @@ def test_train_step_rejects_a_batch_without_the_required_keys():
 
 # ------------------------------------------------------------------ trip hazards (issue 11)
 def test_clip_backbone_without_weights_is_refused(tmp_path):
-    from xreid.engine.trainer import build_model
+    from xreid.engine.build import build_model
 
     cfg = TrainConfig.from_preset("paper", root=str(tmp_path))
-    with pytest.raises(ValueError, match=r"weights: .*ViT-B-16\.pt.*--random-init"):
+    with pytest.raises(ValueError, match=r"model.weights: .*ViT-B-16\.pt.*--model.random_init"):
         build_model(cfg, 4, 2)
     cfg = TrainConfig.from_preset("paper", root=str(tmp_path), random_init=True,
                                   backbone="clip-vit-b16", depth=1)
@@ -238,14 +236,15 @@ def test_clip_backbone_without_weights_is_refused(tmp_path):
 
 def test_min_len_reaches_both_readers(tmp_path):
     from xreid.data import make_synthetic_bupt_campus
-    from xreid.engine.trainer import build_reader
+    from xreid.data.build import build_reader
 
     root = tmp_path / "bupt"
     make_synthetic_bupt_campus(root, num_train_ids=4, num_aux_ids=0, num_test_ids=6,
                                frames=(2, 12), img_size=(16, 8))
-    default = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root)))
+    default = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus",
+                                                   root=str(root)).data)
     longer = build_reader(TrainConfig.from_preset("demo", dataset="bupt-campus", root=str(root),
-                                                  min_len=4))
+                                                  min_len=4).data)
     assert sum(default.num_dropped.values()) == 0
     assert sum(longer.num_dropped.values()) > 0
     assert all(len(t.frames) >= 4 for t in longer.train)

@@ -17,8 +17,8 @@ from PIL import Image
 
 from xreid.cli import main
 from xreid.data import ClipTransform, DataError, TrackletFolder, sample_frame_indices
-from xreid.engine import TrainConfig
-from xreid.engine.trainer import build_model
+from xreid.engine import TrainConfig, build_trainer
+from xreid.engine.build import build_model
 from xreid.inference import (
     EmbeddingSet,
     average_precisions,
@@ -454,21 +454,20 @@ def test_folder_reader_splits_and_errors(tmp_path):
         FolderVVI(root)
     (root / "labels.csv").write_text(text)
     cfg = TrainConfig.from_preset("demo", dataset="folder", root=str(root))
-    from xreid.engine.trainer import build_reader
+    from xreid.data.build import build_reader
 
-    assert isinstance(build_reader(cfg), FolderVVI)
+    assert isinstance(build_reader(cfg.data, cfg.run.output_dir), FolderVVI)
 
 
 @pytest.mark.slow
 def test_train_on_a_labelled_folder(tmp_path):
-    from xreid.engine import Trainer
 
     root = _write_labelled(tmp_path / "own")
     cfg = TrainConfig.from_preset(
         "demo", dataset="folder", root=str(root), output_dir=str(tmp_path / "run"),
         embed_dim=32, depth=1, num_heads=2, num_frames=2, img_size=(32, 16), ids_per_batch=2,
         epochs=1, iters_per_epoch=2, eval_before=False, device="cpu", eval_batch_size=4)
-    metrics = Trainer(cfg).fit()
+    metrics = build_trainer(cfg).fit()
     assert 0.0 <= metrics["after"]["i2v"]["mAP"] <= 1.0
     # keep the schema's keys (older trainers also stored numpy RNG state, which
     # weights_only loading refuses)

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xreid.engine import TrainConfig, Trainer
+from xreid.engine import TrainConfig, Trainer, build_trainer
+from xreid.engine.memory_init import MemoryInitHook
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,14 @@ def _trainer(tmp_path, root, **kw) -> Trainer:
                   epochs=1, iters_per_epoch=1, eval_before=False, memory_batch_size=64,
                   output_dir=str(tmp_path / "run"), use_cameras=True)  # SIE in both paths
     values.update(kw)
-    return Trainer(TrainConfig.from_preset("demo", **values))
+    return build_trainer(TrainConfig.from_preset("demo", **values))
 
 
 def test_same_clip_same_memory_feature_at_step_0(tmp_path, data_root):
     tr = _trainer(tmp_path, data_root)
     core = tr.core
     running = copy.deepcopy(core.bn_sequence.state_dict())
-    tr.initialize_memory()
+    tr.find_hook(MemoryInitHook).initialize(tr.epoch)
     for k, v in core.bn_sequence.state_dict().items():  # running statistics untouched
         assert torch.equal(v, running[k]), k
     batch = next(iter(tr.epoch_batches(0)))

@@ -313,7 +313,7 @@ def test_memory_options_reach_the_memory():
 
 def test_cii_query_residual_option_reaches_cii():
     from xreid.engine import TrainConfig
-    from xreid.engine.trainer import build_model
+    from xreid.engine.build import build_model
 
     cfg = TrainConfig.from_preset("demo", cii_query_residual=False)
     model = build_model(cfg, 4, 3)
@@ -366,7 +366,7 @@ def test_cmcl_stop_gradient_sides():
 
 def test_cmcl_stop_gradient_option_reaches_the_model_and_is_checked():
     from xreid.engine import TrainConfig
-    from xreid.engine.trainer import build_model
+    from xreid.engine.build import build_model
 
     cfg = TrainConfig.from_preset("demo", cmcl_stop_gradient="anchor")
     assert build_model(cfg, 4, 3).config.cmcl_stop_gradient == "anchor"

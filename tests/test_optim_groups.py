@@ -8,7 +8,7 @@ from torch import nn
 
 from xreid.engine import TrainConfig
 from xreid.engine.optim import build_optimizer
-from xreid.engine.trainer import build_model
+from xreid.engine.build import build_model
 
 
 def _authors_factor(name: str) -> float:
@@ -27,19 +27,19 @@ def _authors_factor(name: str) -> float:
 def test_every_group_lr(preset):
     cfg = TrainConfig.from_preset(preset, backbone="tiny", root="unused")
     model = build_model(cfg, 7, 3)
-    opt = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                          bias_lr_factor=cfg.bias_lr_factor,
-                          classifier_lr_factor=cfg.classifier_lr_factor,
-                          head_lr_factor=cfg.head_lr_factor)
+    opt = build_optimizer(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
+                          bias_lr_factor=cfg.optim.bias_lr_factor,
+                          classifier_lr_factor=cfg.optim.classifier_lr_factor,
+                          head_lr_factor=cfg.optim.head_lr_factor)
     lrs = {g["name"]: g["lr"] for g in opt.param_groups}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert set(lrs) == trainable
     for name, lr in lrs.items():
-        assert lr == pytest.approx(cfg.lr * _authors_factor(name), rel=1e-12), name
+        assert lr == pytest.approx(cfg.optim.lr * _authors_factor(name), rel=1e-12), name
     # the three cases the review named, spelled out
-    assert lrs["classifier_mii.weight"] == pytest.approx(100 * cfg.lr)
-    assert lrs["bn_mii.weight"] == pytest.approx(10 * cfg.lr)
-    assert lrs["classifier_clip.weight"] == pytest.approx(10 * cfg.lr)
+    assert lrs["classifier_mii.weight"] == pytest.approx(100 * cfg.optim.lr)
+    assert lrs["bn_mii.weight"] == pytest.approx(10 * cfg.optim.lr)
+    assert lrs["classifier_clip.weight"] == pytest.approx(10 * cfg.optim.lr)
     assert "bn_mii.bias" not in lrs  # BNNeck bias frozen
 
 
@@ -84,7 +84,7 @@ def test_compile_targets_and_projected_features():
     cfg = TrainConfig.from_preset("paper", backbone="tiny", root="unused")
     model = build_model(cfg, 5, 3).eval()
     assert model.compile_targets() == [model.backbone, model.mii]
-    video = torch.randn(2, 4, 3, *cfg.img_size)
+    video = torch.randn(2, 4, 3, *cfg.data.img_size)
     with torch.no_grad():
         proj = model.projected_features(video)
         clip = model.clip_features(video)

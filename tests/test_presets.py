@@ -28,20 +28,27 @@ def test_every_key_is_an_option_of_what_it_configures():
     loss_kwargs = set(inspect.signature(XReIDLoss.__init__).parameters) - {"self"}
     for name, options in presets.LOSS_PRESETS.items():
         assert set(options) == loss_kwargs, name  # every weight spelled out
-    config_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    sections = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     for name, options in presets.TRAIN_PRESETS.items():
-        assert set(options) <= config_fields, name
+        assert set(options) <= set(sections) - {"preset", "variant", "extra"}, name
         cfg = TrainConfig.from_preset(name, root="unused")
-        assert cfg.model_preset in presets.MODEL_PRESETS
-        assert cfg.loss_preset in presets.LOSS_PRESETS
+        for section, values in options.items():
+            fields = {f.name for f in dataclasses.fields(getattr(cfg, section))}
+            assert set(values) <= fields, (name, section)
 
 
 @pytest.mark.parametrize("name", ["paper", "official"])
-def test_training_preset_picks_model_and_loss_presets(name):
+def test_training_preset_holds_model_and_loss_presets(name):
+    """The preset's model and loss sections are the model and loss presets of its name, and
+    every value of the preset reaches the configuration."""
     cfg = TrainConfig.from_preset(name, root="unused")
-    assert cfg.model_preset == name and cfg.loss_preset == name
-    for key, value in presets.TRAIN_PRESETS[name].items():
-        assert getattr(cfg, key) == value, key
+    for key, value in presets.MODEL_PRESETS[name].items():
+        assert getattr(cfg.model, key) == value, key
+    for key, value in presets.LOSS_PRESETS[name].items():
+        assert getattr(cfg.loss, key) == value, key
+    for section, values in presets.TRAIN_PRESETS[name].items():
+        for key, value in values.items():
+            assert getattr(getattr(cfg, section), key) == value, (section, key)
 
 
 def test_presets_module_is_data_only():
@@ -56,9 +63,9 @@ def test_camera_embedding_is_off_in_the_demo_and_on_in_the_paper_presets():
     "Across datasets"); the paper and official presets keep the authors' camera embedding."""
     from xreid.engine import TrainConfig
 
-    assert TrainConfig.from_preset("demo").use_cameras is False
-    assert TrainConfig.from_preset("paper", root="/data/vcm").use_cameras is True
-    assert TrainConfig.from_preset("official", root="/data/vcm").use_cameras is True
+    assert TrainConfig.from_preset("demo").data.use_cameras is False
+    assert TrainConfig.from_preset("paper", root="/data/vcm").data.use_cameras is True
+    assert TrainConfig.from_preset("official", root="/data/vcm").data.use_cameras is True
 
 
 def test_learning_rate_is_1e_3_in_the_demo_and_the_authors_in_the_paper_presets():
@@ -66,6 +73,6 @@ def test_learning_rate_is_1e_3_in_the_demo_and_the_authors_in_the_paper_presets(
     datasets"); the paper and official presets keep the authors' 5e-6."""
     from xreid.engine import TrainConfig
 
-    assert TrainConfig.from_preset("demo").lr == 1e-3
-    assert TrainConfig.from_preset("paper", root="/data/vcm").lr == 5e-6
-    assert TrainConfig.from_preset("official", root="/data/vcm").lr == 5e-6
+    assert TrainConfig.from_preset("demo").optim.lr == 1e-3
+    assert TrainConfig.from_preset("paper", root="/data/vcm").optim.lr == 5e-6
+    assert TrainConfig.from_preset("official", root="/data/vcm").optim.lr == 5e-6

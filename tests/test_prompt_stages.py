@@ -4,20 +4,19 @@ through the CLI on the tiny synthetic setup."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from xreid.engine import TrainConfig, Trainer, load_checkpoint
+from xreid.engine import TrainConfig, build_trainer, load_checkpoint
 from xreid.engine.prompt_stages import (
     STAGE1_DEFAULTS,
     PromptLoss,
+    PromptStagesHook,
     stage1_lr,
 )
 from xreid.losses.xreid_loss import LossOutput
@@ -67,28 +66,26 @@ def test_stage1_schedule_is_clip_reids():
 
 def test_config_defaults_and_errors():
     cfg = TrainConfig()
-    assert cfg.text_prompts is False
-    assert (cfg.prompt_stage1_epochs, cfg.prompt_stage1_lr, cfg.prompt_stage1_batch_size) == (
+    assert cfg.prompts.enabled is False
+    assert (cfg.prompts.stage1_epochs, cfg.prompts.stage1_lr, cfg.prompts.stage1_batch_size) == (
         STAGE1_DEFAULTS["epochs"], STAGE1_DEFAULTS["lr"], STAGE1_DEFAULTS["batch_size"])
-    assert (cfg.prompt_similarity, cfg.prompt_stage1_i2t, cfg.prompt_i2t_weight) == (
+    assert (cfg.prompts.similarity, cfg.prompts.stage1_i2t, cfg.prompts.i2t_weight) == (
         "dot", "batch", 1.0)
-    for key, value in [("prompt_similarity", "l2"), ("prompt_stage1_i2t", "some"),
-                       ("prompt_stage1_epochs", -1), ("prompt_stage1_batch_size", 0),
-                       ("prompt_stage1_lr", 0.0), ("prompt_i2t_weight", -1.0)]:
-        with pytest.raises(ValueError, match=key):
-            TrainConfig.from_preset("demo", **{key: value})
+    for key, value in [("similarity", "l2"), ("stage1_i2t", "some"),
+                       ("stage1_epochs", -1), ("stage1_batch_size", 0),
+                       ("stage1_lr", 0.0), ("i2t_weight", -1.0)]:
+        with pytest.raises(ValueError, match=f"^prompts.{key}: expected"):
+            TrainConfig.from_preset("demo", prompts={key: value})
 
 
 def test_variant_overrides():
     from xreid.engine.variants import get_variant
 
     overrides = get_variant("tab4/textual-prompts").overrides
-    assert overrides["text_prompts"] is True
-    assert all(v is False for k, v in overrides.items() if k != "text_prompts")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert set(overrides) <= fields
+    assert overrides["prompts"] == {"enabled": True}
+    assert all(v is False for v in overrides["model"].values())
     cfg = TrainConfig.from_preset("demo", variant="tab4/textual-prompts")
-    assert cfg.text_prompts and cfg.use_memory is False and cfg.use_sii is False
+    assert cfg.prompts.enabled and cfg.model.use_memory is False and cfg.model.use_sii is False
 
 
 # ---------------------------------------------------------------------------- stage 2 loss
@@ -132,10 +129,10 @@ def test_prompt_loss_adds_the_modality_wise_i2t_cross_entropy():
 
 # ------------------------------------------------------------------------------ training
 def test_stage1_trains_only_the_prompts_and_stage2_the_image_encoder(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, prompt_stage1_epochs=4, prompt_stage1_lr=0.5,
+    trainer = build_trainer(tiny_config(tmp_path, prompt_stage1_epochs=4, prompt_stage1_lr=0.5,
                                   prompt_stage1_batch_size=64))
-    stages = trainer.prompt_stages
-    assert stages is not None and isinstance(trainer.loss_fn, PromptLoss)
+    stages = trainer.find_hook(PromptStagesHook).stages
+    assert stages is not None and isinstance(trainer.loss.loss_fn, PromptLoss)
     model_before = {k: v.clone() for k, v in trainer.core.state_dict().items()}
     text_before = {k: v.clone() for k, v in stages.text_tower.state_dict().items()}
     ctx_before = stages.learner.ctx.detach().clone()
@@ -162,9 +159,9 @@ def test_stage1_trains_only_the_prompts_and_stage2_the_image_encoder(tmp_path):
 
 
 def test_stage1_every_prompt_and_cosine_options(tmp_path):
-    trainer = Trainer(tiny_config(tmp_path, prompt_stage1_i2t="all", prompt_similarity="cosine",
-                                  prompt_stage1_epochs=1))
-    stages = trainer.prompt_stages
+    trainer = build_trainer(tiny_config(tmp_path, prompt_stage1_i2t="all",
+                                        prompt_similarity="cosine", prompt_stage1_epochs=1))
+    stages = trainer.find_hook(PromptStagesHook).stages
     assert stages.normalize and stages.scale == pytest.approx(1 / 0.07)
     history = stages.run_stage1()
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
@@ -177,22 +174,18 @@ def test_text_tower_width_must_match_the_backbone(tmp_path):
     path = tmp_path / "text16.pt"
     torch.save(tower.state_dict(), path)
     with pytest.raises(ValueError, match="text_weights: expected a text tower with 32-d"):
-        Trainer(tiny_config(tmp_path, text_weights=str(path)))
+        build_trainer(tiny_config(tmp_path, text_weights=str(path)))
 
 
 def _cli(tmp_path: Path):
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import train_vvi
-    finally:
-        sys.path.pop(0)
+    from xreid.cli import train_script as train_vvi
     cfg = tiny_config(tmp_path)
-    args = ["--no-progress", "--root", cfg.root, "--output-dir", cfg.output_dir,
+    args = ["--no-progress", "--root", cfg.data.root, "--output-dir", cfg.run.output_dir,
             "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--img-size", "32", "16",
             "--num-frames", "3", "--ids-per-batch", "2", "--clips-per-modality", "1",
             "--iters-per-epoch", "2", "--no-eval-before", "--text-prompts",
             "--prompt-stage1-epochs", "2", "--prompt-stage1-batch-size", "16"]
-    return train_vvi, args, Path(cfg.output_dir)
+    return train_vvi, args, Path(cfg.run.output_dir)
 
 
 def test_cli_trains_both_stages_and_evaluates(tmp_path):
@@ -212,7 +205,7 @@ def test_cli_resume_skips_stage1_and_eval_only(tmp_path):
     train_vvi, args, out = _cli(tmp_path)
     assert train_vvi.main([*args, "--epochs", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["config"]["text_prompts"] is True
+    assert metrics["config"]["prompts"]["enabled"] is True
     events = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     stage1 = [e for e in events if e["event"] == "prompt_stage1_epoch"]
     assert [e["epoch"] for e in stage1] == [1, 2]

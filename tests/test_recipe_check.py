@@ -29,9 +29,19 @@ def _metrics(r1: float, ap: float) -> dict:
     return {"i2v": one, "v2i": one}
 
 
-def test_bad_set_is_one_line(recipe):
-    with pytest.raises(SystemExit, match=r"recipe_check.py: error: --set: .*'bogus=1'"):
-        recipe.main(["--set", "bogus=1"])
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--set", "bogus=1"], "--set: expected KEY=VALUE with KEY an option"),
+    (["--set", "lr=0"], "optim.lr: expected a value in (0.0, inf], got 0"),
+    (["--set", "optim.lr=0"], "optim.lr: expected a value in (0.0, inf], got 0"),
+    (["--set", "img_size=[64"], "data.img_size: expected tuple[int, int]"),
+    (["--seeds", "-1"], "run.seed: expected a value in [0, inf], got -1"),
+])
+def test_bad_set_is_one_line(recipe, tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.setattr(recipe, "make_dataset", lambda name, data_dir: ("hitsz-vcm", tmp_path))
+    assert recipe.main([*argv, "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recipe_check.py: error: ") and err.count("\n") == 1
+    assert message in err, err
 
 
 def test_table_means_over_seeds_then_datasets(recipe):
@@ -56,19 +66,29 @@ def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, mon
     cfg = TrainConfig.from_preset("demo", dataset="hitsz-vcm", root=str(tmp_path), seed=0,
                                   output_dir=str(run_dir), lr=1e-3)
     # recorded on another machine with other threads: still the same run
-    recorded = {**cfg.to_dict(), "threads": 4, "after": None}
+    recorded = cfg.to_dict()
+    recorded["run"]["threads"] = 4
     done = run_dir / "metrics.json"
     done.write_text(json.dumps({"config": recorded, "after": "kept"}))
-    assert recipe.run("vcm-16ids-3cams", args, {"lr": 1e-3}, 0)["after"] == "kept"
+
+    def run(overrides):
+        return recipe.run(recipe.run_config("vcm-16ids-3cams", args, overrides, 0))
+
+    assert run({"optim": {"lr": 1e-3}})["after"] == "kept"
     # another learning rate must not be reported under this one's name
     with pytest.raises(SystemExit, match=r"metrics.json was trained with other options: "
-                                         r"lr=0\.001 \(this check: 0\.0005\)"):
-        recipe.run("vcm-16ids-3cams", args, {"lr": 5e-4}, 0)
+                                         r"optim\.lr=0\.001 \(this check: 0\.0005\)"):
+        run({"optim": {"lr": 5e-4}})
     # an option the old run does not record is not compared
-    del recorded["erasing_p"]
+    del recorded["data"]["erasing_p"]
     done.write_text(json.dumps({"config": recorded, "after": "kept"}))
-    reused = recipe.run("vcm-16ids-3cams", args, {"lr": 1e-3, "erasing_p": 0.0}, 0)
-    assert reused["after"] == "kept"
+    assert run({"optim": {"lr": 1e-3}, "data": {"erasing_p": 0.0}})["after"] == "kept"
+    # the flat configuration of an earlier version is compared through its new names
+    flat = {"lr": 1e-3, "threads": 4, "erasing_p": 0.5, "output_dir": "elsewhere"}
+    done.write_text(json.dumps({"config": flat, "after": "kept"}))
+    assert run({"optim": {"lr": 1e-3}})["after"] == "kept"
+    with pytest.raises(SystemExit, match=r"optim\.lr=0\.001 \(this check: 0\.0005\)"):
+        run({"optim": {"lr": 5e-4}})
 
 
 @pytest.mark.parametrize("text, why", [("{not json", "unreadable file"),
@@ -81,5 +101,5 @@ def test_unreadable_finished_run_is_one_line(recipe, tmp_path, monkeypatch, text
     (run_dir / "metrics.json").write_text(text)
     with pytest.raises(SystemExit, match=r"recipe_check.py: error: .*seed3.metrics.json: "
                                          r"expected a finished run's metrics") as exc:
-        recipe.run("bupt-40ids", args, {}, 3)
+        recipe.run(recipe.run_config("bupt-40ids", args, {}, 3))
     assert why in str(exc.value) and "\n" not in str(exc.value)

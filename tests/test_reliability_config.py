@@ -1,5 +1,8 @@
-"""Every field of :class:`TrainConfig` is validated: a table of bad values per field, checked
-to cover all fields (a new field without a bad-value case fails this test)."""
+"""Every field of every section of :class:`TrainConfig` is validated: a table of bad values per
+field, checked to cover all fields (a new field without a bad-value case fails this test).
+
+The table is keyed by the flat names of earlier versions where a field had one (converted with
+``FLAT_OPTIONS``) and by ``section.field`` otherwise; errors name ``section.field``."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import dataclasses
 import pytest
 
 from xreid.engine import TrainConfig
+from xreid.engine.sections import FLAT_OPTIONS, SECTIONS
 
 BAD: dict[str, list[object]] = {
     "dataset": ["vcm"],
@@ -32,8 +36,13 @@ BAD: dict[str, list[object]] = {
     "embed_dim": [0, -8],
     "depth": [0],
     "num_heads": [0],
-    "model_preset": ["tiny"],
-    "loss_preset": ["tiny"],
+    "model.num_heads": [0],
+    "model.lii_depth": [0],
+    "model.frame_logits": ["yes"],
+    "model.mlp_ratio": [0.0],
+    "model.fold_div": [0],
+    "model.drop_path": [1.0, -0.1],
+    "loss.margin": [-0.1],
     "lii_stride": [-1],
     "sii_depth": [0],
     "use_lii": ["false"],
@@ -71,6 +80,7 @@ BAD: dict[str, list[object]] = {
     "output_dir": ["", None],
     "save_every": [0],
     "log_every": [0],
+    "run.log": [("bogus",), "jsonl", ("jsonl", 3)],
     "preset": ["tiny"],
     "extra": [[1, 2]],
     # ablation switches (docs/ablations.md)
@@ -109,24 +119,44 @@ GOOD: dict[str, list[object]] = {
     "gamma": [1.0, 0.1],
     "milestones": [(), (30, 50)],
     "erasing_p": [0.0, 1.0],
-    "lii_stride": [0, None],
+    "lii_stride": [0, 2],
     "bias_lr_factor": [0.0],
     "min_len": [None, 1, 12],
 }
 
 
+TOP = ("preset", "variant", "extra")
+
+
+def _dotted(name: str) -> str:
+    return FLAT_OPTIONS.get(name, name)
+
+
+def _with(name: str, value: object) -> TrainConfig:
+    """The demo configuration with one field set (no validation yet)."""
+    cfg = TrainConfig()
+    dotted = _dotted(name)
+    if dotted in TOP:
+        setattr(cfg, dotted, value)
+        return cfg
+    section, field = dotted.split(".")
+    setattr(cfg, section, dataclasses.replace(getattr(cfg, section), **{field: value}))
+    return cfg
+
+
 def test_every_field_has_a_bad_value_case():
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    assert names - set(BAD) == set(), "add bad values for the new fields to BAD"
-    assert set(BAD) - names == set()
+    names = {f"{s}.{f.name}" for s, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    names |= set(TOP)
+    covered = {_dotted(k) for k in BAD}
+    assert names - covered == set(), "add bad values for the new fields to BAD"
+    assert covered - names == set()
 
 
 @pytest.mark.parametrize(("name", "value"),
                          [(k, v) for k, values in BAD.items() for v in values])
 def test_bad_value_is_refused_naming_the_field(name, value):
-    cfg = TrainConfig()
-    setattr(cfg, name, value)
-    with pytest.raises(ValueError, match=rf"^{name}: expected") as info:
+    cfg = _with(name, value)
+    with pytest.raises(ValueError, match=rf"^{_dotted(name)}: expected") as info:
         cfg.validate()
     assert "\n" not in str(info.value)
 
@@ -134,9 +164,17 @@ def test_bad_value_is_refused_naming_the_field(name, value):
 @pytest.mark.parametrize(("name", "value"),
                          [(k, v) for k, values in GOOD.items() for v in values])
 def test_good_values_are_accepted(name, value):
-    cfg = TrainConfig()
-    setattr(cfg, name, value)
-    cfg.validate()
+    _with(name, value).validate()
+
+
+def test_removed_flat_options_are_refused_by_name():
+    with pytest.raises(ValueError, match=r"model_preset: expected one of \['paper', "
+                       r"'official'\], got 'tiny'"):
+        TrainConfig.from_dict({"model_preset": "tiny"})
+    with pytest.raises(ValueError, match=r"unknown option 'bogus'"):
+        TrainConfig.from_dict({"lr": 1e-3, "bogus": 1})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\] in section 'optim'"):
+        TrainConfig.from_dict({"optim": {"bogus": 1}})
 
 
 def test_presets_validate():

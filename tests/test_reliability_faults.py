@@ -17,20 +17,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from xreid.engine import TrainConfig, Trainer, atomic_save, load_checkpoint
+from xreid.data.build import remove_stale_dataset_temporaries
+from xreid.engine import TrainConfig, build_trainer, load_checkpoint
+from xreid.engine.build import setup_distributed
 from xreid.engine.checkpoint import (
+    atomic_save,
     capture_rng_state,
     current_umask,
     remove_stale_temporaries,
     restore_rng_state,
 )
 from xreid.engine.device import resolve_device, setup_device
-from xreid.engine.trainer import (
-    NonFiniteLossError,
-    autocast_context,
-    remove_stale_dataset_temporaries,
-    truncate_log,
-)
+from xreid.engine.loggers import truncate_log
+from xreid.engine.memory_init import MemoryInitHook
+from xreid.engine.objective import NonFiniteLossError, autocast_context
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,23 +50,20 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
 def trained(tmp_path_factory):
     """A trainer after 1 epoch of 1 iteration, with its checkpoint.pt written."""
     tmp = tmp_path_factory.mktemp("trained")
-    trainer = Trainer(tiny_config(tmp, epochs=1, use_cameras=True))  # the camera embedding too
-    trainer.initialize_memory()
+    # the camera embedding too
+    trainer = build_trainer(tiny_config(tmp, epochs=1, use_cameras=True))
+    trainer.find_hook(MemoryInitHook).initialize(trainer.epoch)
     trainer.save_checkpoint()
     return trainer
 
 
 def cli():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import train_vvi
-    finally:
-        sys.path.pop(0)
+    from xreid.cli import train_script as train_vvi
     return train_vvi
 
 
 def cli_args(cfg: TrainConfig, *extra: str) -> list[str]:
-    return ["--no-progress", "--root", cfg.root, "--output-dir", cfg.output_dir,
+    return ["--no-progress", "--root", cfg.data.root, "--output-dir", cfg.run.output_dir,
             "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--img-size", "32", "16",
             "--num-frames", "3", "--ids-per-batch", "2", "--clips-per-modality", "1",
             "--epochs", "1", "--iters-per-epoch", "1", "--no-eval-before", *extra]
@@ -134,10 +131,9 @@ def test_trainer_device_setup_takes_the_cuda_branch(monkeypatch, tmp_path):
     fake = FakeCuda(monkeypatch, count=1)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     for spec in ("cuda", "auto"):
-        stub = Trainer.__new__(Trainer)
-        stub.cfg = tiny_config(tmp_path, device=spec)
-        stub._init_distributed()
-        assert stub.device == torch.device("cuda", 0) and not stub.distributed
+        device, rank, world_size, distributed = setup_distributed(spec)
+        assert device == torch.device("cuda", 0) and not distributed
+        assert (rank, world_size) == (0, 1)
     assert fake.set_calls == [0, 0]
 
 
@@ -188,11 +184,13 @@ def test_cuda_trainer_loads_batches_into_pinned_memory(trained, monkeypatch):
         def __iter__(self):
             return iter([{"video": torch.zeros(1)}])
 
+    from xreid.data.batches import TrainBatches
+
     monkeypatch.setattr(torch.utils.data, "DataLoader", RecordingLoader)
-    monkeypatch.setattr(trained, "device", torch.device("cuda", 0))
-    next(trained.epoch_batches(0))
+    assert trained.train_batches.pin_memory is False  # a CPU run
+    tracklets = trained.evaluator.reader.train
+    next(TrainBatches(tracklets, trained.config.data, pin_memory=True)(0))
     assert seen["pin_memory"] is True
-    monkeypatch.setattr(trained, "device", torch.device("cpu"))
     next(trained.epoch_batches(0))
     assert seen["pin_memory"] is False
 
@@ -252,12 +250,12 @@ def test_a_crafted_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, tr
 
 
 def test_trainer_checkpoint_holds_only_plain_values(trained):
-    path = Path(trained.cfg.output_dir) / "checkpoint.pt"
+    path = Path(trained.config.run.output_dir) / "checkpoint.pt"
     state = torch.load(path, weights_only=True)
     assert state["format"] == "xreid-train-checkpoint-v1"
-    assert state["config"] == trained.cfg.to_dict()
-    assert state["num_identities"] == trained.reader.num_train_identities == 8
-    assert state["num_cameras"] == trained.reader.num_cameras
+    assert state["config"] == trained.config.to_dict()
+    assert state["num_identities"] == trained.evaluator.reader.num_train_identities == 8
+    assert state["num_cameras"] == trained.evaluator.reader.num_cameras
     assert isinstance(state["num_identities"], int) and isinstance(state["num_cameras"], int)
     assert set(state["model"]) == set(trained.core.state_dict())
 
@@ -266,8 +264,8 @@ def test_trainer_checkpoint_is_loadable_as_weights_and_by_convert(tmp_path, trai
     from xreid import build_backbone
     from xreid.convert import convert_checkpoint
 
-    path = Path(trained.cfg.output_dir) / "checkpoint.pt"
-    cams = trained.reader.num_cameras
+    path = Path(trained.config.run.output_dir) / "checkpoint.pt"
+    cams = trained.evaluator.reader.num_cameras
     bb = build_backbone("tiny", img_size=(32, 16), weights=str(path), num_cameras=cams)
     ref = {k.removeprefix("backbone."): v for k, v in trained.core.state_dict().items()
            if k.startswith("backbone.")}
@@ -281,8 +279,8 @@ def test_trainer_checkpoint_is_loadable_as_weights_and_by_convert(tmp_path, trai
 
 
 def test_checkpoint_of_another_architecture_names_the_shapes(tmp_path, trained):
-    other = Trainer(tiny_config(tmp_path, embed_dim=48, num_heads=3))
-    path = Path(trained.cfg.output_dir) / "checkpoint.pt"
+    other = build_trainer(tiny_config(tmp_path, embed_dim=48, num_heads=3))
+    path = Path(trained.config.run.output_dir) / "checkpoint.pt"
     with pytest.raises(ValueError, match=r"does not match this model .*shape"):
         other.load_checkpoint(path, resume=False)
 
@@ -353,10 +351,10 @@ def test_stale_temporaries_are_removed_at_the_next_start(tmp_path):
 
 def test_trainer_start_removes_stale_checkpoint_temporaries(tmp_path):
     cfg = tiny_config(tmp_path)
-    Path(cfg.output_dir).mkdir(parents=True)
-    stale = Path(cfg.output_dir) / ".checkpoint.pt.x1y2.tmp"
+    Path(cfg.run.output_dir).mkdir(parents=True)
+    stale = Path(cfg.run.output_dir) / ".checkpoint.pt.x1y2.tmp"
     stale.write_bytes(b"half")
-    Trainer(cfg)
+    build_trainer(cfg)
     assert not stale.exists()
 
 
@@ -375,16 +373,16 @@ def test_resume_truncates_the_log_to_the_checkpoint(tmp_path):
 
 @pytest.mark.slow
 def test_resumed_run_does_not_repeat_iterations_in_the_log(tmp_path):
-    first = Trainer(tiny_config(tmp_path, epochs=2, iters_per_epoch=2, save_every=1))
+    first = build_trainer(tiny_config(tmp_path, epochs=2, iters_per_epoch=2, save_every=1))
     first.fit()
-    log = Path(first.cfg.output_dir) / "log.jsonl"
+    log = Path(first.config.run.output_dir) / "log.jsonl"
     before = [json.loads(x) for x in log.read_text().splitlines()]
     # simulate a run killed after its epoch-1 checkpoint: write that checkpoint
     ck = tmp_path / "epoch1.pt"
-    redo = Trainer(tiny_config(tmp_path / "redo", epochs=1, iters_per_epoch=2))
+    redo = build_trainer(tiny_config(tmp_path / "redo", epochs=1, iters_per_epoch=2))
     redo.fit()
     redo.save_checkpoint(ck)
-    resumed = Trainer(tiny_config(tmp_path, epochs=2, iters_per_epoch=2, save_every=1))
+    resumed = build_trainer(tiny_config(tmp_path, epochs=2, iters_per_epoch=2, save_every=1))
     resumed.load_checkpoint(ck)
     kept = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["iteration"] for r in kept if r["event"] == "iteration"] == [1, 2]
@@ -396,14 +394,14 @@ def test_resumed_run_does_not_repeat_iterations_in_the_log(tmp_path):
 
 
 def test_non_finite_loss_is_reported_before_the_memory_update(tmp_path, monkeypatch):
-    trainer = Trainer(tiny_config(tmp_path, epochs=1, iters_per_epoch=2))
-    trainer.initialize_memory()
+    trainer = build_trainer(tiny_config(tmp_path, epochs=1, iters_per_epoch=2))
+    trainer.find_hook(MemoryInitHook).initialize(trainer.epoch)
     memory_before = {k: v.clone() for k, v in trainer.core.memory.state_dict().items()}
     weights_before = {k: v.clone() for k, v in trainer.core.named_parameters()}
     calls = []
     monkeypatch.setattr(type(trainer.core.memory), "update",
                         lambda *a, **k: calls.append(1))
-    real_forward = type(trainer.loss_fn).forward
+    real_forward = type(trainer.loss.loss_fn).forward
 
     def nan_loss(self, *args, **kwargs):
         result = real_forward(self, *args, **kwargs)
@@ -411,7 +409,7 @@ def test_non_finite_loss_is_reported_before_the_memory_update(tmp_path, monkeypa
         result.terms[key] = result.terms[key] * float("nan")
         return dataclasses.replace(result, total=result.total * float("nan"))
 
-    monkeypatch.setattr(type(trainer.loss_fn), "forward", nan_loss)
+    monkeypatch.setattr(type(trainer.loss.loss_fn), "forward", nan_loss)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 1, iteration 1") \
             as info:
         trainer.fit()
@@ -427,7 +425,7 @@ def test_non_finite_loss_is_reported_before_the_memory_update(tmp_path, monkeypa
 def test_new_run_into_an_existing_run_is_refused(tmp_path, capsys):
     train_vvi = cli()
     cfg = tiny_config(tmp_path)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     out.mkdir(parents=True)
     (out / "config.json").write_text("{}")
     (out / "log.jsonl").write_text("old\n")
@@ -441,7 +439,7 @@ def test_new_run_into_an_existing_run_is_refused(tmp_path, capsys):
 def test_overwrite_replaces_and_resume_continues(tmp_path, capsys):
     train_vvi = cli()
     cfg = tiny_config(tmp_path)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.run.output_dir)
     out.mkdir(parents=True)
     (out / "log.jsonl").write_text('{"event": "stale"}\n')
     assert train_vvi.main(cli_args(cfg, "--overwrite")) == 0
@@ -451,25 +449,25 @@ def test_overwrite_replaces_and_resume_continues(tmp_path, capsys):
     # --resume with the checkpoint's options (none repeated) and a longer schedule
     args = ["--no-progress", "--resume", str(ck), "--epochs", "2"]
     assert train_vvi.main(args) == 0
-    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    assert json.loads((out / "config.json").read_text())["optim"]["epochs"] == 2
     assert torch.load(ck, weights_only=True)["epoch"] == 2
 
 
 def test_resume_with_a_conflicting_option_is_refused(tmp_path, trained, capsys):
     train_vvi = cli()
-    ck = Path(trained.cfg.output_dir) / "checkpoint.pt"
+    ck = Path(trained.config.run.output_dir) / "checkpoint.pt"
     assert train_vvi.main(["--no-progress", "--resume", str(ck), "--lr", "0.5",
                            "--gamma", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--lr (checkpoint 0.001, given 0.5)" in err and "--gamma" in err
+    assert "--optim.lr (checkpoint 0.001, given 0.5)" in err and "--optim.gamma" in err
     # the library refuses too (a config that differs from the checkpoint's)
-    other = Trainer(tiny_config(Path(trained.cfg.output_dir).parent / "x", lr=0.5))
+    other = build_trainer(tiny_config(Path(trained.config.run.output_dir).parent / "x", lr=0.5))
     with pytest.raises(ValueError, match=r"lr=0\.001 \(now 0\.5\)"):
         other.load_checkpoint(ck)
 
 
 def test_resumable_options_are_documented():
-    from xreid.engine.trainer import RESUMABLE_OPTIONS
+    from xreid.engine.config import RESUMABLE_OPTIONS
 
     doc = (ROOT / "docs" / "reliability.md").read_text()
     for name in RESUMABLE_OPTIONS:
@@ -502,12 +500,13 @@ def test_gpu_check_imports_and_helps_on_cpu(capsys, monkeypatch):
 
 
 def test_eval_only_uses_the_checkpoint_configuration(tmp_path, trained, capsys):
-    ck = Path(trained.cfg.output_dir) / "checkpoint.pt"
+    ck = Path(trained.config.run.output_dir) / "checkpoint.pt"
     out = tmp_path / "eval"
     assert cli().main(["--no-progress", "--eval-only", "--checkpoint", str(ck),
                        "--output-dir", str(out)]) == 0
     metrics = json.loads((out / "metrics_eval.json").read_text())
-    assert metrics["config"]["img_size"] == [32, 16] and metrics["config"]["num_frames"] == 3
+    data = metrics["config"]["data"]
+    assert data["img_size"] == [32, 16] and data["num_frames"] == 3
     assert set(metrics["eval"]) == {"i2v", "v2i"}
 
 

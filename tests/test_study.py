@@ -45,7 +45,8 @@ def test_train_vvi_variant_is_applied_and_recorded(tmp_path, data_root):
     config = json.loads((out / "config.json").read_text())
     for cfg in (metrics["config"], config):
         assert cfg["variant"] == "tab5/4"
-        assert (cfg["use_sii"], cfg["use_lii"], cfg["use_cii"]) == (False, False, True)
+        model = cfg["model"]
+        assert (model["use_sii"], model["use_lii"], model["use_cii"]) == (False, False, True)
     assert 0.0 <= metrics["after"]["i2v"]["mAP"] <= 1.0
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     steps = [r for r in log if r["event"] == "iteration"]
@@ -76,7 +77,7 @@ def test_study_runs_resumes_and_summarises(tmp_path, data_root, capsys):
     for r in data["runs"]:
         assert r["config"]["variant"] == r["variant"]
         assert {"before", "after"} <= set(r["metrics"])
-    assert data["runs"][1]["config"]["use_memory"] is False
+    assert data["runs"][1]["config"]["model"]["use_memory"] is False
     after = data["summary"]["after"]["fig5/s0"]["i2v/rank1"]
     assert after["n"] == 1 and 0.0 <= after["mean"] <= 1.0
     md = (out / "study.md").read_text()

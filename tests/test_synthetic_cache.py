@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import xreid.data.synthetic as synthetic
+from xreid.data.build import build_reader
 from xreid.engine.config import TrainConfig
-from xreid.engine.trainer import build_reader
 
 
 def _config(root: str) -> TrainConfig:
@@ -17,7 +17,7 @@ def _config(root: str) -> TrainConfig:
 def test_stale_synthetic_cache_is_regenerated(tmp_path, monkeypatch):
     root = tmp_path / "synthetic"
     cfg = _config(str(root))
-    build_reader(cfg)
+    build_reader(cfg.data, cfg.run.output_dir)
     marker = root / ".xreid-complete"
     stamp = json.loads(marker.read_text())
     assert stamp["generator_version"] == synthetic.GENERATOR_VERSION
@@ -26,11 +26,12 @@ def test_stale_synthetic_cache_is_regenerated(tmp_path, monkeypatch):
 
     sentinel = root / "sentinel.txt"
     sentinel.write_text("kept while the cache is current")
-    build_reader(cfg)  # same version: the cache is reused as is
+    build_reader(cfg.data, cfg.run.output_dir)  # same version: the cache is reused as is
     assert sentinel.exists()
 
     monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
-    reader = build_reader(cfg)  # newer generator: the stale cache is rebuilt
+    # newer generator: the stale cache is rebuilt
+    reader = build_reader(cfg.data, cfg.run.output_dir)
     assert not sentinel.exists()
     assert json.loads(marker.read_text())["generator_version"] == synthetic.GENERATOR_VERSION
     assert len(reader.train) > 0

@@ -58,18 +58,21 @@ def test_unknown_names_list_the_valid_ones():
 def test_register_variant_checks_and_later_registration():
     with pytest.raises(ValueError, match="already registered"):
         register_variant(Variant("tab5/1", "again", {}))
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\]"):
-        register_variant(Variant("mine/a", "x", {"bogus": 1}))
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['bogus'\] in section 'model'"):
+        register_variant(Variant("mine/a", "x", {"model": {"bogus": 1}}))
+    with pytest.raises(ValueError, match=r"unknown option 'memory_momentum' \(now "
+                       r"model.memory_momentum\)"):
+        register_variant(Variant("mine/a", "x", {"memory_momentum": 0.5}))
     with pytest.raises(ValueError, match="<study>/<row>"):
         register_variant(Variant("plain", "x", {}))
     with pytest.raises(TypeError, match="Variant"):
         register_variant({"name": "mine/a"})  # type: ignore[arg-type]
     v = register_variant(Variant("mine/momentum", "CPC with mu = 0.5",
-                                 {"memory_momentum": 0.5}))
+                                 {"model": {"memory_momentum": 0.5}}))
     try:
         assert get_variant("mine/momentum") is v and v in list_variants()
         cfg = TrainConfig.from_preset("demo", variant="mine/momentum")
-        assert cfg.memory_momentum == 0.5 and cfg.variant == "mine/momentum"
+        assert cfg.model.memory_momentum == 0.5 and cfg.variant == "mine/momentum"
     finally:
         assert unregister_variant("mine/momentum") is v
     assert "mine/momentum" not in [x.name for x in list_variants()]
@@ -80,12 +83,12 @@ def test_register_variant_checks_and_later_registration():
 @pytest.mark.parametrize("preset", ["demo", "paper", "official"])
 def test_variant_sits_between_preset_and_explicit_options(preset):
     cfg = TrainConfig.from_preset(preset, variant="tab5/3", root="/data/vcm")
-    assert (cfg.use_sii, cfg.use_lii, cfg.use_cii) == (False, True, False)
-    assert cfg.hard_selection == "cross_modal"  # also over the official preset's "any"
+    assert (cfg.model.use_sii, cfg.model.use_lii, cfg.model.use_cii) == (False, True, False)
+    assert cfg.model.hard_selection == "cross_modal"  # also over the official preset's "any"
     assert cfg.variant == "tab5/3" and cfg.to_dict()["variant"] == "tab5/3"
     explicit = TrainConfig.from_preset(preset, variant="tab5/3", root="/data/vcm",
                                        use_cii=True)
-    assert explicit.use_cii is True
+    assert explicit.model.use_cii is True
     # a saved config reloads as it is (the variant is not applied a second time)
     assert TrainConfig.from_dict(explicit.to_dict()) == explicit
 
@@ -95,7 +98,7 @@ TABLE5 = {1: "", 2: "S", 3: "L", 4: "C", 5: "SC", 6: "LC", 7: "SL", 8: "SLC"}
 
 @pytest.mark.parametrize("row", range(1, 9))
 def test_table5_rows(row):
-    o = get_variant(f"tab5/{row}").overrides
+    o = get_variant(f"tab5/{row}").overrides["model"]
     assert (o["use_sii"], o["use_lii"], o["use_cii"]) == tuple(c in TABLE5[row] for c in "SLC")
     assert (o["use_memory"], o["hard_selection"], o["memory_collaboration"]) == (
         True, "cross_modal", True)  # on top of CPC
@@ -113,7 +116,7 @@ def test_table3_and_table4_rows():
         "tab3/cpc": (True, "cross_modal", True),
     }
     for name, (memory, update, collab) in rows.items():
-        o = get_variant(name).overrides
+        o = get_variant(name).overrides["model"]
         assert o["use_memory"] is memory, name
         assert o.get("hard_selection") == update and o.get("memory_collaboration") == collab
         assert not (o["use_sii"] or o["use_lii"] or o["use_cii"]), name
@@ -123,11 +126,11 @@ def test_table3_and_table4_rows():
 
 def test_figure_points():
     for s in range(1, 5):
-        o = get_variant(f"fig4/s{s}").overrides
+        o = get_variant(f"fig4/s{s}").overrides["model"]
         assert o["sii_stride"] == s and o["lii_stride"] == 2 and get_variant(f"fig4/s{s}").x == s
         assert o["use_sii"] and o["use_lii"] and o["use_cii"]
     for s in range(0, 5):
-        o = get_variant(f"fig5/s{s}").overrides
+        o = get_variant(f"fig5/s{s}").overrides["model"]
         assert o["lii_stride"] == s and o["sii_stride"] == 1 and get_variant(f"fig5/s{s}").x == s
 
 
@@ -148,18 +151,18 @@ def test_every_variant_builds_and_trains_one_step(name):
     cfg = TrainConfig.from_preset("demo", variant=name, use_cameras=True, **TINY)
     torch.manual_seed(0)
     model = build_model(cfg, C, 2)
-    o = get_variant(name).overrides
+    o = get_variant(name).overrides["model"]
     assert (model.memory is not None) == o.get("use_memory", True)
-    has_mii = cfg.use_sii or cfg.use_lii
+    has_mii = cfg.model.use_sii or cfg.model.use_lii
     assert (model.mii is not None) == has_mii
-    assert (model.cii is not None) == cfg.use_cii
-    if has_mii and cfg.use_sii:
-        assert model.mii.sii.stride == cfg.sii_stride
-    if has_mii and cfg.use_lii:
-        assert model.mii.lii.stride == cfg.lii_stride
+    assert (model.cii is not None) == cfg.model.use_cii
+    if has_mii and cfg.model.use_sii:
+        assert model.mii.sii.stride == cfg.model.sii_stride
+    if has_mii and cfg.model.use_lii:
+        assert model.mii.lii.stride == cfg.model.lii_stride
     if model.memory is not None:
-        assert model.memory.hard_selection == cfg.hard_selection
-        assert model.memory.collaboration == cfg.memory_collaboration
+        assert model.memory.hard_selection == cfg.model.hard_selection
+        assert model.memory.collaboration == cfg.model.memory_collaboration
         g = torch.Generator().manual_seed(1)
         model.memory.initialize(torch.randn(2 * C, model.memory.dim, generator=g),
                                 torch.arange(C).repeat(2),
@@ -169,7 +172,7 @@ def test_every_variant_builds_and_trains_one_step(name):
     logs = train_step(model, _batch(), XReIDLoss.paper(), optimizer)
     assert all(math.isfinite(v) for v in logs.values())
     assert ("cpcl" in logs) == (model.memory is not None)
-    assert ("cmcl" in logs) == cfg.use_cii
+    assert ("cmcl" in logs) == cfg.model.use_cii
     if before is not None:
         assert not torch.equal(model.memory.visible, before)  # the update ran
     model.eval()

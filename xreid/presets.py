@@ -5,9 +5,9 @@ Three tables, each ``{preset name: {option: value}}``, read by the classes they 
 * :data:`MODEL_PRESETS`: keywords of :class:`xreid.XReID` / :class:`xreid.models.XReIDConfig`
   over its defaults (``XReID.from_preset``);
 * :data:`LOSS_PRESETS`: keywords of :class:`xreid.XReIDLoss` (``XReIDLoss.from_preset``);
-* :data:`TRAIN_PRESETS`: fields of :class:`xreid.engine.TrainConfig` over its defaults (the
-  ``"demo"`` preset), which also pick the model and loss presets by name
-  (``model_preset``, ``loss_preset``).
+* :data:`TRAIN_PRESETS`: partial nested configurations (``{section: {field: value}}``) over
+  the defaults of :class:`xreid.engine.TrainConfig` (the ``"demo"`` preset); their ``model``
+  and ``loss`` sections hold the model and loss presets of the same name.
 
 Where ``paper`` and ``official`` differ, ``docs/differences.md`` gives the reason. This module
 holds data only and imports nothing from the package.
@@ -51,58 +51,32 @@ LOSS_PRESETS: dict[str, dict[str, Any]] = {
 over the T frames (:meth:`XReIDLoss.from_preset` divides it by ``num_frames``)."""
 
 # "paper" and "official" spell out the same keys on purpose: each preset reads as a whole.
+_CLIP_TRAINING: dict[str, Any] = {
+    "data": {"dataset": "hitsz-vcm", "img_size": (288, 144), "num_frames": 10,
+             "ids_per_batch": 4, "clips_per_modality": 2, "use_cameras": True,
+             "eval_batch_size": 32},
+    "optim": {"lr": 5e-6, "warmup_epochs": 10, "warmup_factor": 0.1, "weight_decay": 1e-4,
+              "bias_lr_factor": 2.0, "classifier_lr_factor": 10.0, "head_lr_factor": 10.0},
+}
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "demo": {},
     "paper": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "paper",
-        "loss_preset": "paper",
-        "epochs": 60,
-        "iters_per_epoch": None,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "once",
-        "normalization": "clip",
-        "pad": 10,
-        "freeze_patch_embed": True,
-        "use_cameras": True,
-        "eval_batch_size": 32,
+        "data": {**_CLIP_TRAINING["data"], "normalization": "clip", "pad": 10},
+        "model": {"backbone": "clip-vit-b16", "freeze_patch_embed": True,
+                  **MODEL_PRESETS["paper"]},
+        "loss": {**LOSS_PRESETS["paper"], "memory_init": "once"},
+        "optim": {**_CLIP_TRAINING["optim"], "epochs": 60, "iters_per_epoch": None,
+                  "milestones": (30, 50)},
     },
     "official": {
-        "dataset": "hitsz-vcm",
-        "backbone": "clip-vit-b16",
-        "img_size": (288, 144),
-        "num_frames": 10,
-        "ids_per_batch": 4,
-        "clips_per_modality": 2,
-        "model_preset": "official",
-        "loss_preset": "official",
-        "epochs": 30,
-        "iters_per_epoch": 300,
-        "lr": 5e-6,
-        "warmup_epochs": 10,
-        "warmup_factor": 0.1,
-        "milestones": (30, 50, 70),
-        "weight_decay": 1e-4,
-        "bias_lr_factor": 2.0,
-        "classifier_lr_factor": 10.0,
-        "head_lr_factor": 10.0,
-        "memory_init": "every_epoch",
-        "normalization": "imagenet",
-        "pad": 0,
-        "freeze_patch_embed": True,
-        "use_cameras": True,
-        "eval_batch_size": 32,
+        "data": {**_CLIP_TRAINING["data"], "normalization": "imagenet", "pad": 0},
+        "model": {"backbone": "clip-vit-b16", "freeze_patch_embed": True,
+                  **MODEL_PRESETS["official"]},
+        "loss": {**LOSS_PRESETS["official"], "memory_init": "every_epoch"},
+        "optim": {**_CLIP_TRAINING["optim"], "epochs": 30, "iters_per_epoch": 300,
+                  "milestones": (30, 50, 70)},
     },
 }
+"""Partial training configurations: ``{section: {field: value}}`` written over the defaults
+of :class:`xreid.engine.TrainConfig` (which are the ``"demo"`` preset); a preset's ``model``
+and ``loss`` sections include :data:`MODEL_PRESETS` / :data:`LOSS_PRESETS` of the same name."""

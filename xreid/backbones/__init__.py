@@ -9,7 +9,7 @@ See ``docs/backbones.md``.
 from __future__ import annotations
 
 from xreid.backbones.base import FrameEncoder, FrameTokens
-from xreid.backbones.factory import build_backbone, list_backbones
+from xreid.backbones.factory import build_backbone, default_patch_size, list_backbones
 from xreid.backbones.openclip_vit import OpenCLIPViT
 from xreid.backbones.timm_vit import TimmCLIPViT
 from xreid.backbones.tiny import QuickGELU, TinyViT
@@ -31,6 +31,7 @@ __all__ = [
     "TinyViT",
     "build_backbone",
     "canonical_to_openai",
+    "default_patch_size",
     "list_backbones",
     "load_into",
     "openai_to_canonical",

@@ -10,7 +10,7 @@ import torch
 
 from xreid.backbones.base import FrameEncoder
 
-__all__ = ["build_backbone", "list_backbones"]
+__all__ = ["build_backbone", "default_patch_size", "list_backbones"]
 
 
 def _tiny(**kw: Any) -> FrameEncoder:
@@ -124,3 +124,8 @@ def build_backbone(
     if grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model
+
+
+def default_patch_size(name: str) -> int:
+    """The patch size of backbone ``name`` when none is given (tiny 8, the CLIP ViTs 16)."""
+    return 8 if name == "tiny" else 16

@@ -13,7 +13,35 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+from xreid.cli.train import build_train_parser, make_config, prepare_output_dir, train_main
+from xreid.cli.train_args import (
+    UsageError,
+    apply_flags,
+    build_config_parser,
+    fail,
+    parse_sets,
+    read_config_file,
+    translate_argv,
+)
+from xreid.cli.train_script import PROG, script_main
+
+__all__ = [
+    "PROG",
+    "UsageError",
+    "apply_flags",
+    "build_config_parser",
+    "build_parser",
+    "build_train_parser",
+    "fail",
+    "main",
+    "make_config",
+    "parse_sets",
+    "prepare_output_dir",
+    "read_config_file",
+    "script_main",
+    "train_main",
+    "translate_argv",
+]
 
 
 def _device(name: str | None) -> str:
@@ -275,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="T of the exported clips (default: the training T)")
     x.set_defaults(func=cmd_export)
 
+    sub.add_parser("train", help="train and evaluate X-ReID (xreid train --help)",
+                   add_help=False).set_defaults(func=None)
     c = sub.add_parser("convert", help="convert pre-trained weights (as xreid-convert)",
                        add_help=False)
     c.set_defaults(func=None)
@@ -286,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
+    if argv and argv[0] == "train":
+        return train_main(argv[1:] + (["--debug"] if debug else []))
     if argv and argv[0] == "convert":
         from xreid.convert import main as convert_main
 

@@ -22,7 +22,10 @@ read).
 from __future__ import annotations
 
 from xreid.data._base import DIRECTIONS
+from xreid.data.batches import TrainBatches
+from xreid.data.build import build_reader, remove_stale_dataset_temporaries
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
+from xreid.data.config import DATASET_NAMES, DataConfig
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
 from xreid.data.folder import (
     IMAGE_EXTENSIONS,
@@ -50,6 +53,7 @@ from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normali
 
 __all__ = [
     "BUPT_CAMERAS",
+    "DATASET_NAMES",
     "DIRECTIONS",
     "GENERATOR_VERSION",
     "HITSZVCM",
@@ -60,6 +64,7 @@ __all__ = [
     "BUPTCampus",
     "ClipTransform",
     "CrossModalIdentitySampler",
+    "DataConfig",
     "DataError",
     "DataFileNotFoundError",
     "FolderTracklet",
@@ -67,7 +72,9 @@ __all__ = [
     "Tracklet",
     "TrackletClipDataset",
     "TrackletFolder",
+    "TrainBatches",
     "VideoClipDataset",
+    "build_reader",
     "collate_clips",
     "count_video_frames",
     "decode_vcm_name",
@@ -80,6 +87,7 @@ __all__ = [
     "num_dense_clips",
     "parse_modality",
     "read_video_frames",
+    "remove_stale_dataset_temporaries",
     "resolve_normalization",
     "sample_frame_indices",
 ]

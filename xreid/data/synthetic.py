@@ -38,7 +38,7 @@ from xreid.data.bupt_campus import BUPT_CAMERAS
 __all__ = ["GENERATOR_VERSION", "make_synthetic_bupt_campus", "make_synthetic_hitsz_vcm"]
 
 # Bump whenever a change to the generators or the renderer changes the files written for the
-# same arguments: caches keyed by it (``xreid.engine.trainer.build_reader``) are regenerated.
+# same arguments: caches keyed by it (``xreid.data.build.build_reader``) are regenerated.
 GENERATOR_VERSION = 1
 
 _MARKER = ".xreid-synthetic.json"

@@ -1,98 +1,33 @@
-"""Reusable pieces of the reference training loop (``examples/train_vvi.py``)."""
+"""Training as a library: the configuration, the trainer, its hooks and its parts.
 
-from xreid.engine.checkpoint import (
-    atomic_save,
-    atomic_write,
-    capture_rng_state,
-    current_umask,
-    error_message,
-    load_checkpoint,
-    remove_stale_temporaries,
-    restore_rng_state,
-)
-from xreid.engine.config import PRESET_NAMES, TrainConfig
-from xreid.engine.config_checks import (
-    check_config,
-    check_field_types,
-)
-from xreid.engine.device import (
-    DEVICE_PATTERN,
-    check_device_spec,
-    resolve_device,
-    setup_device,
-)
-from xreid.engine.optim import build_optimizer, build_scheduler, lr_factor
-from xreid.engine.prompt_stages import (
-    STAGE1_DEFAULTS,
-    PromptLoss,
-    PromptStages,
-    build_prompt_text_tower,
-    stage1_lr,
-)
-from xreid.engine.trainer import (
-    RESUMABLE_OPTIONS,
-    Callbacks,
-    NonFiniteLossError,
-    Trainer,
-    build_model,
-    build_reader,
-    remove_stale_dataset_temporaries,
-    resume_conflicts,
-    seed_everything,
-    train_step,
-    truncate_log,
-)
-from xreid.engine.variants import (
-    STUDIES,
-    Variant,
-    get_variant,
-    list_variants,
-    register_variant,
-    study_variants,
-    unregister_variant,
-)
+What a user calls; everything else stays in its module (loggers in ``xreid.engine.loggers``,
+the memory initialisation in ``xreid.engine.memory_init``, X-ReID's step in
+``xreid.engine.objective``, the sections in ``xreid.engine.sections``, ...).
+"""
+
+from xreid.engine.build import build_model, build_trainer
+from xreid.engine.checkpoint import load_checkpoint
+from xreid.engine.config import TrainConfig, resolve_config
+from xreid.engine.hooks import CheckpointHook, Hook
+from xreid.engine.objective import NonFiniteLossError, StepLoss, train_step
+from xreid.engine.optim import build_optimizer, build_scheduler
+from xreid.engine.trainer import Trainer
+from xreid.engine.variants import list_variants, register_variant
 
 __all__ = [
-    "DEVICE_PATTERN",
-    "PRESET_NAMES",
-    "RESUMABLE_OPTIONS",
-    "STAGE1_DEFAULTS",
-    "STUDIES",
-    "Callbacks",
+    "CheckpointHook",
+    "Hook",
     "NonFiniteLossError",
-    "PromptLoss",
-    "PromptStages",
+    "StepLoss",
     "TrainConfig",
     "Trainer",
-    "Variant",
-    "atomic_save",
-    "atomic_write",
     "build_model",
     "build_optimizer",
-    "build_prompt_text_tower",
-    "build_reader",
     "build_scheduler",
-    "capture_rng_state",
-    "check_config",
-    "check_device_spec",
-    "check_field_types",
-    "current_umask",
-    "error_message",
-    "get_variant",
+    "build_trainer",
     "list_variants",
     "load_checkpoint",
-    "lr_factor",
     "register_variant",
-    "remove_stale_dataset_temporaries",
-    "remove_stale_temporaries",
-    "resolve_device",
-    "restore_rng_state",
-    "resume_conflicts",
-    "seed_everything",
-    "setup_device",
-    "stage1_lr",
-    "study_variants",
+    "resolve_config",
     "train_step",
-    "truncate_log",
-    "unregister_variant",
 ]

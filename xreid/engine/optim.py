@@ -14,11 +14,66 @@ schedule is stepped once per epoch: linear warm-up from ``warmup_factor * lr`` o
 from __future__ import annotations
 
 import bisect
+import itertools
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
+from xreid._config import check_field_types, check_range, option
+
+__all__ = ["OptimConfig", "build_optimizer", "build_scheduler", "lr_factor"]
+
+
+@dataclass
+class OptimConfig:
+    """The ``optim`` section of a training configuration: Adam, warm-up and multi-step LR.
+
+    Attributes:
+        epochs: training epochs.
+        iters_per_epoch: iterations per epoch (None: one pass of the identity sampler).
+        lr: base learning rate (Adam).
+        warmup_epochs: epochs of linear LR warm-up.
+        warmup_factor: LR multiplier at the start of the warm-up, in (0, 1].
+        milestones: 1-based epochs after which the LR is multiplied by gamma.
+        gamma: LR multiplier at each milestone, in (0, 1].
+        weight_decay: Adam (coupled L2) weight decay, on every parameter.
+        bias_lr_factor: LR multiplier of biases.
+        classifier_lr_factor: LR multiplier of the identity classifiers.
+        head_lr_factor: LR multiplier of the MII and CII parameters.
+        max_grad_norm: clip the gradient norm to this value (None: no clipping).
+    """
+
+    epochs: int = option(40, resumable=True)
+    iters_per_epoch: int | None = 50
+    lr: float = 1e-3
+    warmup_epochs: int = 2
+    warmup_factor: float = 0.1
+    milestones: tuple[int, ...] = (32,)
+    gamma: float = 0.1
+    weight_decay: float = 1e-4
+    bias_lr_factor: float = 1.0
+    classifier_lr_factor: float = 10.0
+    head_lr_factor: float = 1.0
+    max_grad_norm: float | None = None
+
+    def validate(self) -> None:
+        """``ValueError`` naming the first invalid option."""
+        check_field_types(self)
+        check_range("epochs", self.epochs, 1)
+        check_range("iters_per_epoch", self.iters_per_epoch, 1, allow_none=True)
+        check_range("lr", self.lr, 0.0, lo_open=True)
+        check_range("warmup_epochs", self.warmup_epochs, 0)
+        check_range("warmup_factor", self.warmup_factor, 0.0, 1.0, lo_open=True)
+        check_range("gamma", self.gamma, 0.0, 1.0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+        for name in ("bias_lr_factor", "classifier_lr_factor", "head_lr_factor"):
+            check_range(name, getattr(self, name), 0.0)
+        check_range("max_grad_norm", self.max_grad_norm, 0.0, lo_open=True, allow_none=True)
+        ms = tuple(self.milestones)
+        if any(m < 1 for m in ms) or any(b <= a for a, b in itertools.pairwise(ms)):
+            raise ValueError(f"milestones: expected strictly increasing epochs >= 1, got "
+                             f"{list(ms)}")
 
 
 def build_optimizer(

@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xreid.engine.hooks import Hook
 from xreid.losses.xreid_loss import LossOutput
 from xreid.prompts.learner import PromptLearner
 from xreid.prompts.losses import image_to_text_loss, prompt_logits, text_to_image_loss
@@ -65,12 +66,12 @@ from xreid.prompts.text_tower import (
 
 if TYPE_CHECKING:  # pragma: no cover
     from xreid.engine.config import TrainConfig
-    from xreid.engine.trainer import Trainer
 
 __all__ = [
     "STAGE1_DEFAULTS",
     "PromptLoss",
     "PromptStages",
+    "PromptStagesHook",
     "build_prompt_text_tower",
     "stage1_lr",
 ]
@@ -115,14 +116,14 @@ def stage1_lr(
 def build_prompt_text_tower(cfg: TrainConfig, embed_dim: int) -> tuple[nn.Module, float | None]:
     """The frozen text tower of ``cfg`` -> (tower, logit scale or None); see the module
     docstring. Raises ``ValueError`` if its feature width is not ``embed_dim``."""
-    source = cfg.text_weights or cfg.weights
+    source = cfg.prompts.text_weights or cfg.model.weights
     if source:
         tower, logit_scale = load_text_tower(source)
     else:
-        config = (TextTowerConfig.tiny(embed_dim) if cfg.backbone == "tiny"
+        config = (TextTowerConfig.tiny(embed_dim) if cfg.model.backbone == "tiny"
                   else replace(TextTowerConfig.vit_b16(), embed_dim=embed_dim))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.run.seed)
             tower = build_text_tower(config)
         logit_scale = None
     width = tower.text_projection.shape[1]
@@ -180,24 +181,29 @@ class PromptLoss(nn.Module):
 class PromptStages:
     """Stage 1 and the stage-2 prompt classifier for a :class:`~xreid.engine.Trainer`.
 
-    Built by the trainer when ``cfg.text_prompts``; see the module docstring. ``log`` receives
-    one JSON-able record per stage-1 epoch (event ``"prompt_stage1_epoch"``).
+    Built by :func:`xreid.engine.build_trainer` when ``cfg.prompts.enabled`` (with
+    :class:`PromptStagesHook`); see the module docstring. ``log`` receives one JSON-able record
+    per stage-1 epoch (event ``"prompt_stage1_epoch"``), ``message`` progress lines.
     """
 
-    def __init__(self, trainer: Trainer, *, log: LogFn | None = None) -> None:
-        cfg = trainer.cfg
-        self.trainer = trainer
+    def __init__(self, cfg: TrainConfig, core: nn.Module, reader: Any,
+                 device: torch.device | str, *, distributed: bool = False,
+                 log: LogFn | None = None, message: Callable[[str], None] | None = None
+                 ) -> None:
         self.cfg = cfg
-        self.device = trainer.device
+        self.core = core
+        self.reader = reader
+        self.device = torch.device(device)
+        self.distributed = distributed
         self.log = log
-        core = trainer.core
+        self.message = message
         self.num_identities = int(core.num_identities)
         self.text_tower, logit_scale = build_prompt_text_tower(cfg, int(core.proj_dim))
         self.text_tower.to(self.device)
-        self.normalize = cfg.prompt_similarity == "cosine"
+        self.normalize = cfg.prompts.similarity == "cosine"
         self.scale = (logit_scale or 1 / 0.07) if self.normalize else 1.0
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.run.seed)
             self.learner = PromptLearner(
                 self.num_identities, self.text_tower.token_embedding,
                 context_length=int(self.text_tower.positional_embedding.shape[0]),
@@ -210,7 +216,7 @@ class PromptStages:
     # ----------------------------------------------------------------------- integration
     def wrap_loss(self, base: nn.Module) -> PromptLoss:
         """The stage-2 loss around the trainer's loss."""
-        self.loss = PromptLoss(base, weight=self.cfg.prompt_i2t_weight, scale=self.scale,
+        self.loss = PromptLoss(base, weight=self.cfg.prompts.i2t_weight, scale=self.scale,
                                normalize=self.normalize)
         if self.text_features is not None:
             self.loss.set_text_features(self.text_features)
@@ -243,7 +249,7 @@ class PromptStages:
 
     # ------------------------------------------------------------------------- features
     def _autocast(self) -> contextlib.AbstractContextManager:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.amp)
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.run.amp)
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
@@ -267,36 +273,36 @@ class PromptStages:
         from xreid.data import ClipTransform, VideoClipDataset
         from xreid.memory.build import extract_memory_features
 
-        cfg, trainer = self.cfg, self.trainer
+        cfg = self.cfg
         dataset = VideoClipDataset(
-            trainer.reader.train, num_frames=cfg.num_frames, sampling="restricted_random",
-            transform=ClipTransform(tuple(cfg.img_size), train=False,
-                                    normalization=cfg.normalization),
-            seed=cfg.seed,
+            self.reader.train, num_frames=cfg.data.num_frames, sampling="restricted_random",
+            transform=ClipTransform(tuple(cfg.data.img_size), train=False,
+                                    normalization=cfg.data.normalization),
+            seed=cfg.run.seed,
         )
         dataset.set_epoch(0)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.memory_batch_size,
-                                             shuffle=False, num_workers=cfg.num_workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.loss.memory_batch_size,
+                                             shuffle=False, num_workers=cfg.data.num_workers)
 
         def projected_tap(model: nn.Module, batch: dict[str, Any]) -> torch.Tensor:
             return model.projected_features(batch["video"])
 
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-        return extract_memory_features(trainer.core, loader, feature_fn=projected_tap,
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.run.amp)
+        return extract_memory_features(self.core, loader, feature_fn=projected_tap,
                                 device=self.device, autocast_dtype=dtype)
 
     # --------------------------------------------------------------------------- stage 1
     def run_stage1(self) -> list[dict[str, float]]:
         """Optimise the prompts (module docstring); returns the per-epoch mean losses."""
-        cfg, trainer = self.cfg, self.trainer
-        epochs = int(cfg.prompt_stage1_epochs)
+        cfg = self.cfg
+        epochs = int(cfg.prompts.stage1_epochs)
         history: list[dict[str, float]] = []
         if epochs > 0:
             self._message(f"textual prompts, stage 1: extracting clip features "
-                          f"({len(trainer.reader.train)} tracklets)")
+                          f"({len(self.reader.train)} tracklets)")
             feats, labels, modality = self.image_features()
             history = self._optimise(feats, labels, modality, epochs)
-        if trainer.distributed:
+        if self.distributed:
             import torch.distributed as dist
 
             dist.broadcast(self.learner.ctx.data, src=0)
@@ -313,16 +319,16 @@ class PromptStages:
         all_keys = all_m * c + all_y
         ctx = self.learner.ctx
         ctx.requires_grad_(True)
-        optimizer = torch.optim.Adam([ctx], lr=cfg.prompt_stage1_lr,
+        optimizer = torch.optim.Adam([ctx], lr=cfg.prompts.stage1_lr,
                                      weight_decay=STAGE1_DEFAULTS["weight_decay"])
-        scaler = torch.amp.GradScaler(self.device.type) if cfg.amp == "fp16" else None
-        generator = torch.Generator().manual_seed(cfg.seed)
+        scaler = torch.amp.GradScaler(self.device.type) if cfg.run.amp == "fp16" else None
+        generator = torch.Generator().manual_seed(cfg.run.seed)
         kw = {"scale": self.scale, "normalize": self.normalize}
         history: list[dict[str, float]] = []
         every = max(1, epochs // 12)
         try:
             for epoch in range(1, epochs + 1):
-                lr = stage1_lr(epoch, epochs=epochs, base_lr=cfg.prompt_stage1_lr,
+                lr = stage1_lr(epoch, epochs=epochs, base_lr=cfg.prompts.stage1_lr,
                                warmup_epochs=int(STAGE1_DEFAULTS["warmup_epochs"]),
                                warmup_lr=STAGE1_DEFAULTS["warmup_lr"],
                                min_lr=STAGE1_DEFAULTS["min_lr"])
@@ -331,10 +337,10 @@ class PromptStages:
                 sums = {"i2t": 0.0, "t2i": 0.0}
                 steps = 0
                 order = torch.randperm(feats.shape[0], generator=generator)
-                for chunk in order.split(cfg.prompt_stage1_batch_size):
+                for chunk in order.split(cfg.prompts.stage1_batch_size):
                     idx = chunk.to(feats.device)
                     img, k = feats[idx], keys[idx]
-                    if cfg.prompt_stage1_i2t == "all":
+                    if cfg.prompts.stage1_i2t == "all":
                         every_text = self.encode(all_m, all_y)
                         l_i2t = image_to_text_loss(img, every_text, k, all_keys, **kw)
                         text = every_text[k]
@@ -373,5 +379,26 @@ class PromptStages:
         return history
 
     def _message(self, text: str) -> None:
-        if self.trainer.is_main:
-            self.trainer.callbacks.on_message(self.trainer, text)
+        if self.message is not None:
+            self.message(text)
+
+
+class PromptStagesHook(Hook):
+    """Runs :meth:`PromptStages.prepare_stage2` when training starts (stage 1 once, then the
+    frozen prompt features) and keeps the stages' state in the checkpoint (``"prompts"``)."""
+
+    main_process_only = False
+
+    def __init__(self, stages: PromptStages) -> None:
+        self.stages = stages
+
+    def on_train_start(self, trainer: Any) -> None:
+        self.stages.log = trainer.log
+        self.stages.message = trainer.message
+        self.stages.prepare_stage2()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prompts": self.stages.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stages.load_state_dict(state.get("prompts"))

@@ -1,14 +1,16 @@
 """Named ablation variants: every row of the paper's Tables 3-5 and every point of Figs. 4-5.
 
-A variant is a set of :class:`~xreid.engine.TrainConfig` overrides applied on top of any
-preset (``demo``, ``paper``, ``official``) and under the options the user sets explicitly::
+A variant is a partial nested configuration (``{"model": {...}}``) applied on top of any
+preset (``demo``, ``paper``, ``official``) and under a config file and the options the user
+sets explicitly::
 
     TrainConfig.from_preset("paper", variant="tab5/3", root=...)
     python examples/train_vvi.py --preset paper --variant tab5/3 ...
 
 Every variant sets all the switches its row is about, so the result does not depend on the
 preset's own choice for them (e.g. the ``official`` preset's ``hard_selection="any"`` is
-replaced by the cross-modal rule in ``tab4/cpc``). The switches (all plain config fields):
+replaced by the cross-modal rule in ``tab4/cpc``). The switches (fields of the ``model``
+section, :class:`xreid.models.XReIDConfig`):
 
 =====================  =====================================================================
 ``use_memory``         CPC prototype memories and the CPCL term (Table 4 "Vanilla": off)
@@ -33,6 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from xreid.engine.sections import check_partial
+
 __all__ = [
     "STUDIES",
     "Variant",
@@ -51,7 +55,7 @@ class Variant:
     Attributes:
         name: ``"<study>/<row>"``, e.g. ``"tab5/3"``.
         description: one line for ``study.py --list``.
-        overrides: :class:`~xreid.engine.TrainConfig` field -> value.
+        overrides: a partial nested configuration, ``{section: {field: value}}``.
         label: the row's name in the paper's table (or the figure's x value as text).
         columns: extra table columns in the paper's layout (Table 5: SII, LII, CII marks).
         x: the figure's abscissa (the stride S) for ``fig4`` / ``fig5`` variants.
@@ -94,19 +98,17 @@ not registered (e.g. after :func:`unregister_variant`) is skipped by :func:`stud
 
 def register_variant(variant: Variant, *, replace: bool = False) -> Variant:
     """Add ``variant`` to the registry (``ValueError`` if the name is taken, unless
-    ``replace``). Every key of ``variant.overrides`` must be a :class:`TrainConfig` field."""
-    from xreid.engine.config import TrainConfig
-
+    ``replace``). ``variant.overrides`` must be a partial nested configuration
+    (``{"model": {"use_cii": False}}``: sections of known fields)."""
     if not isinstance(variant, Variant):
         raise TypeError(f"variant: expected a Variant, got {type(variant).__name__}")
     if "/" not in variant.name:
         raise ValueError(f"variant: expected a name '<study>/<row>', got {variant.name!r}")
     if variant.name in _REGISTRY and not replace:
         raise ValueError(f"variant: {variant.name!r} is already registered")
-    fields = set(TrainConfig.__dataclass_fields__) - {"preset", "variant", "extra"}
-    unknown = sorted(set(variant.overrides) - fields)
-    if unknown:
-        raise ValueError(f"variant: {variant.name!r} overrides unknown option(s) {unknown}")
+    if any(k in ("preset", "variant", "extra") for k in variant.overrides):
+        raise ValueError(f"variant: {variant.name!r} may override sections only")
+    check_partial(variant.overrides, f"variant {variant.name!r}")
     _REGISTRY[variant.name] = variant
     return variant
 
@@ -153,7 +155,9 @@ _FULL = {**_CPC, "use_sii": True, "use_lii": True, "use_cii": True, "sii_stride"
          "lii_stride": 2}
 
 
-def _add(name: str, description: str, overrides: dict[str, Any], **kw: Any) -> None:
+def _add(name: str, description: str, model: dict[str, Any], *,
+         prompts: dict[str, Any] | None = None, **kw: Any) -> None:
+    overrides: dict[str, Any] = {"model": model, **({"prompts": prompts} if prompts else {})}
     register_variant(Variant(name, description, overrides, **kw))
 
 
@@ -169,7 +173,7 @@ _add("tab4/vanilla", "fine-tuning only: no memory, no MII/CII (ID + triplet loss
      {"use_memory": False, **_NO_MII}, label="Vanilla", paper=(53.9, 44.0, 55.9, 42.0))
 _add("tab4/textual-prompts", "CLIP-ReID-style textual prompts (two stages; "
      "docs/textual-prompts.md), no memory, no MII/CII",
-     {"text_prompts": True, "use_memory": False, **_NO_MII}, label="Textual Prompts",
+     {"use_memory": False, **_NO_MII}, prompts={"enabled": True}, label="Textual Prompts",
      paper=(54.5, 40.0, 56.9, 41.4))
 _add("tab4/visual-memories", "same-modality update, own-modality loss (= tab3/baseline)",
      {**_memory("same_modality", False), **_NO_MII}, label="Visual Memories",

@@ -144,12 +144,16 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     """
     from xreid.data.transforms import resolve_normalization
     from xreid.engine.config import TrainConfig
-    from xreid.engine.trainer import build_model
+    from xreid.engine.build import build_model
 
     path = Path(path)
     state = read_training_checkpoint(path)
     values = dict(state["config"])
-    values["weights"] = None  # the pre-trained file is not needed: the state dict has it all
+    # the pre-trained file is not needed: the state dict has it all
+    if isinstance(values.get("model"), dict):  # this version's nested configuration
+        values["model"] = {**values["model"], "weights": None}
+    else:  # the flat configuration of earlier versions (converted on read)
+        values["weights"] = None
     try:
         cfg = TrainConfig.from_dict(values)
     except (TypeError, ValueError) as exc:
@@ -173,13 +177,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
-    mean, std = resolve_normalization(cfg.normalization)
+    mean, std = resolve_normalization(cfg.data.normalization)
     pre = Preprocessing(
-        img_size=(int(cfg.img_size[0]), int(cfg.img_size[1])),
+        img_size=(int(cfg.data.img_size[0]), int(cfg.data.img_size[1])),
         mean=tuple(float(m) for m in mean),  # type: ignore[arg-type]
         std=tuple(float(s) for s in std),  # type: ignore[arg-type]
-        num_frames=int(cfg.num_frames),
-        sampling=cfg.eval_sampling,
-        normalization=cfg.normalization,
+        num_frames=int(cfg.data.num_frames),
+        sampling=cfg.data.eval_sampling,
+        normalization=cfg.data.normalization,
     )
     return LoadedModel(model, pre, cfg.to_dict(), num_ids, num_cams, path)

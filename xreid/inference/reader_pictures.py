@@ -28,14 +28,23 @@ def reader_features(model: Any, reader: Any, cfg: Any, direction: str = "i2v",
     from xreid.metrics import extract_features
 
     query, gallery = reader.query(direction), reader.gallery(direction)
-    transform = ClipTransform(tuple(cfg.img_size), train=False, normalization=cfg.normalization)
+    transform = ClipTransform(
+        tuple(cfg.data.img_size), train=False, normalization=cfg.data.normalization
+    )
     feats = []
     for tracklets in (query, gallery):
-        ds = VideoClipDataset(tracklets, num_frames=cfg.num_frames, sampling=cfg.eval_sampling,
-                              transform=transform)
-        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.eval_batch_size)
-        feats.append(extract_features(model, loader, device=device,
-                                      use_cameras=cfg.use_cameras).features)
+        ds = VideoClipDataset(
+            tracklets,
+            num_frames=cfg.data.num_frames,
+            sampling=cfg.data.eval_sampling,
+            transform=transform,
+        )
+        loader = torch.utils.data.DataLoader(ds, batch_size=cfg.data.eval_batch_size)
+        feats.append(
+            extract_features(
+                model, loader, device=device, use_cameras=cfg.data.use_cameras
+            ).features
+        )
     return feats[0], query, feats[1], gallery
 
 
@@ -46,9 +55,18 @@ def _thumb(path: str, size: tuple[int, int]) -> np.ndarray:
         return np.asarray(im.convert("RGB").resize((size[1], size[0])))
 
 
-def save_ranked_results(model: Any, reader: Any, cfg: Any, path: str | Path, *,
-                        num_queries: int = 8, top_k: int = 5, direction: str = "i2v",
-                        frames: int = 4, height: int = 128) -> Path:
+def save_ranked_results(
+    model: Any,
+    reader: Any,
+    cfg: Any,
+    path: str | Path,
+    *,
+    num_queries: int = 8,
+    top_k: int = 5,
+    direction: str = "i2v",
+    frames: int = 4,
+    height: int = 128,
+) -> Path:
     """The ranked-results picture of the ``num_queries`` lowest-AP queries of ``direction``."""
     from xreid.data.sampling import sample_frame_indices
     from xreid.metrics import compute_distance
@@ -61,22 +79,38 @@ def save_ranked_results(model: Any, reader: Any, cfg: Any, path: str | Path, *,
     chosen = valid[torch.argsort(ap[valid], stable=True)[:num_queries]].tolist()
     res = exact_search(qf[chosen], gf, top_k)
     size = (height, height // 2)
-    q_frames = [[_thumb(query[i].frames[j], size)
-                 for j in sample_frame_indices(len(query[i].frames), frames, "uniform")]
-                for i in chosen]
+    q_frames = [
+        [
+            _thumb(query[i].frames[j], size)
+            for j in sample_frame_indices(len(query[i].frames), frames, "uniform")
+        ]
+        for i in chosen
+    ]
     blank = np.zeros((*size, 3), dtype=np.uint8)
     needed = {int(i) for i in res.indices.flatten()}
-    g_frames = [_thumb(t.frames[len(t.frames) // 2], size) if i in needed else blank
-                for i, t in enumerate(gallery)]
-    titles = [f"{direction.upper()} query pid {query[i].pid}: AP {100 * float(ap[i]):.1f}%"
-              for i in chosen]
+    g_frames = [
+        _thumb(t.frames[len(t.frames) // 2], size) if i in needed else blank
+        for i, t in enumerate(gallery)
+    ]
+    titles = [
+        f"{direction.upper()} query pid {query[i].pid}: AP {100 * float(ap[i]):.1f}%"
+        for i in chosen
+    ]
     matches = g_pids[res.indices] == q_pids[chosen][:, None]
-    return draw_ranked_results(q_frames, g_frames, res.indices, res.distances, path,
-                               matches=matches, query_titles=titles)
+    return draw_ranked_results(
+        q_frames, g_frames, res.indices, res.distances, path, matches=matches, query_titles=titles
+    )
 
 
-def save_tsne(model: Any, reader: Any, cfg: Any, path: str | Path, *, title: str = "t-SNE",
-              max_identities: int = 20) -> Path:
+def save_tsne(
+    model: Any,
+    reader: Any,
+    cfg: Any,
+    path: str | Path,
+    *,
+    title: str = "t-SNE",
+    max_identities: int = 20,
+) -> Path:
     """t-SNE of the I2V query (infrared) and gallery (visible) embeddings of the first
     ``max_identities`` test identities."""
     qf, query, gf, gallery = reader_features(model, reader, cfg, "i2v")
@@ -84,5 +118,10 @@ def save_tsne(model: Any, reader: Any, cfg: Any, path: str | Path, *, title: str
     tracklets = [*query, *gallery]
     keep_ids = set(sorted({t.pid for t in tracklets})[:max_identities])
     keep = [i for i, t in enumerate(tracklets) if t.pid in keep_ids]
-    return plot_tsne(feats[keep], [tracklets[i].pid for i in keep],
-                     [tracklets[i].modality for i in keep], path, title=title)
+    return plot_tsne(
+        feats[keep],
+        [tracklets[i].pid for i in keep],
+        [tracklets[i].modality for i in keep],
+        path,
+        title=title,
+    )

@@ -12,6 +12,7 @@ Importing this package needs torch only. See ``docs/losses_and_memory.md``.
 from __future__ import annotations
 
 from xreid.losses.cmcl import CMCL, CrossModalConstraintLoss
+from xreid.losses.config import MEMORY_INITS, LossConfig
 from xreid.losses.cpcl import (
     CPCL,
     CPCL_FORMS,
@@ -26,8 +27,10 @@ __all__ = [
     "CPCL",
     "CPCL_FORMS",
     "LOSS_PRESETS",
+    "MEMORY_INITS",
     "TERMS",
     "CrossModalConstraintLoss",
+    "LossConfig",
     "LossOutput",
     "PrototypeCollaborationLoss",
     "TripletLoss",

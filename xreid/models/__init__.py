@@ -10,6 +10,7 @@ See ``docs/model.md``.
 
 from __future__ import annotations
 
+from xreid.models.config import ModelConfig
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
 from xreid.models.xreid import CMCL_STOP_GRADIENTS, PRESETS, XReID, XReIDConfig
@@ -19,6 +20,7 @@ __all__ = [
     "PRESETS",
     "BNNeck",
     "IdentityClassifier",
+    "ModelConfig",
     "XReID",
     "XReIDConfig",
     "XReIDOutput",

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xreid._config import check_range
 from xreid._validation import check_labels, check_tensor, shape_str
 from xreid.constants import INFRARED, VISIBLE
 from xreid.layers.cross_modal import CrossModalInteraction
@@ -102,6 +103,26 @@ class XReIDConfig:
     hard_selection: Literal["cross_modal", "same_modality", "any"] = "cross_modal"
     memory_collaboration: bool = True
 
+    def validate(self) -> None:
+        """``ValueError`` naming the first option outside its allowed values."""
+        if self.hard_selection not in HARD_SELECTIONS:
+            raise ValueError(
+                f"hard_selection: expected one of {HARD_SELECTIONS}, got {self.hard_selection!r}"
+            )
+        if self.cmcl_stop_gradient not in CMCL_STOP_GRADIENTS:
+            raise ValueError(
+                f"cmcl_stop_gradient: expected one of {CMCL_STOP_GRADIENTS}, got "
+                f"{self.cmcl_stop_gradient!r}"
+            )
+        for name in ("sii_depth", "lii_depth", "sii_stride", "fold_div"):
+            check_range(name, getattr(self, name), 1)
+        check_range("num_heads", self.num_heads, 1, allow_none=True)
+        check_range("lii_stride", self.lii_stride, 0)
+        check_range("mlp_ratio", self.mlp_ratio, 0.0, lo_open=True)
+        check_range("drop_path", self.drop_path, 0.0, 1.0, hi_open=True)
+        check_range("memory_momentum", self.memory_momentum, 0.0, 1.0, hi_open=True)
+        check_range("memory_temperature", self.memory_temperature, 0.0, lo_open=True)
+
 
 CMCL_STOP_GRADIENTS: tuple[str, ...] = ("none", "anchor", "interaction")
 """Values of ``XReIDConfig.cmcl_stop_gradient``: the side of Eq. 9 held constant."""
@@ -146,15 +167,7 @@ class XReID(nn.Module):
             cfg = XReIDConfig(**options)
         except TypeError as exc:  # unknown keyword
             raise ValueError(f"XReID: {exc}") from None
-        if cfg.hard_selection not in HARD_SELECTIONS:
-            raise ValueError(
-                f"hard_selection: expected one of {HARD_SELECTIONS}, got {cfg.hard_selection!r}"
-            )
-        if cfg.cmcl_stop_gradient not in CMCL_STOP_GRADIENTS:
-            raise ValueError(
-                f"cmcl_stop_gradient: expected one of {CMCL_STOP_GRADIENTS}, got "
-                f"{cfg.cmcl_stop_gradient!r}"
-            )
+        cfg.validate()
         dim = int(backbone.embed_dim)
         proj_dim = int(backbone.proj_dim)
         backbone_cams = int(getattr(backbone, "num_cameras", 0))

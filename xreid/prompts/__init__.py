@@ -16,6 +16,7 @@ The two-stage training itself is :mod:`xreid.engine.prompt_stages`.
 
 from __future__ import annotations
 
+from xreid.prompts.config import SIMILARITIES, STAGE1_I2T, PromptConfig
 from xreid.prompts.learner import (
     DEFAULT_TEMPLATE,
     PLACEHOLDER,
@@ -41,7 +42,10 @@ from xreid.prompts.text_tower import (
 __all__ = [
     "DEFAULT_TEMPLATE",
     "PLACEHOLDER",
+    "SIMILARITIES",
+    "STAGE1_I2T",
     "TEXT_KEYS",
+    "PromptConfig",
     "PromptLearner",
     "TextTowerConfig",
     "build_text_tower",
