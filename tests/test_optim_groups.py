@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from xreid.engine import TrainConfig
-from xreid.engine.optim import build_optimizer
 from xreid.engine.build import build_model
+from xreid.engine.optim import build_optimizer
 
 
 def _authors_factor(name: str) -> float:

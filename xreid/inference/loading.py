@@ -143,8 +143,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
             the model its configuration describes.
     """
     from xreid.data.transforms import resolve_normalization
-    from xreid.engine.config import TrainConfig
     from xreid.engine.build import build_model
+    from xreid.engine.config import TrainConfig
 
     path = Path(path)
     state = read_training_checkpoint(path)
