@@ -17,8 +17,10 @@ from PIL import Image
 
 from xreid.cli import main
 from xreid.data import ClipTransform, DataError, TrackletFolder, sample_frame_indices
+from xreid.data.preprocessing import evaluation_preprocessing
 from xreid.engine import TrainConfig, build_trainer
 from xreid.engine.build import build_model
+from xreid.engine.sections import FLAT_OPTIONS
 from xreid.inference import (
     EmbeddingSet,
     average_precisions,
@@ -28,6 +30,7 @@ from xreid.inference import (
     load_model,
     save_embeddings,
 )
+from xreid.models.spec import model_spec
 
 NUM_IDS, NUM_CAMS = 4, 2
 COLORS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40)]
@@ -38,7 +41,9 @@ def _tiny_config(tmp: Path) -> TrainConfig:
                                    depth=1, num_heads=2, num_frames=3, img_size=(32, 16))
 
 
-def _make_checkpoint(path: Path, cfg: TrainConfig, *, with_sizes: bool = True) -> torch.nn.Module:
+def _make_checkpoint(path: Path, cfg: TrainConfig, *, earlier: bool = False) -> torch.nn.Module:
+    """A training checkpoint of ``cfg``'s model; ``earlier``: as an earlier version wrote it
+    (flat configuration, no identity/camera counts, no model spec or preprocessing)."""
     torch.manual_seed(0)
     model = build_model(cfg, NUM_IDS, NUM_CAMS)
     for name, buf in model.named_buffers():  # non-trivial BatchNorm statistics
@@ -48,8 +53,16 @@ def _make_checkpoint(path: Path, cfg: TrainConfig, *, with_sizes: bool = True) -
             buf.copy_(torch.rand_like(buf) + 0.5)
     state = {"format": "xreid-train-checkpoint-v1", "config": cfg.to_dict(),
              "model": model.state_dict()}
-    if with_sizes:
-        state.update(num_identities=NUM_IDS, num_cameras=NUM_CAMS)
+    if earlier:
+        flat = {old: cfg.flat_items()[new] for old, new in FLAT_OPTIONS.items()}
+        state["config"] = {**flat, "preset": cfg.preset, "model_preset": "paper",
+                           "loss_preset": "paper"}
+    else:
+        state.update(num_identities=NUM_IDS, num_cameras=NUM_CAMS,
+                     model_spec=model_spec(cfg.model, img_size=cfg.data.img_size,
+                                           num_identities=NUM_IDS, num_cameras=NUM_CAMS,
+                                           use_cameras=cfg.data.use_cameras),
+                     preprocessing=evaluation_preprocessing(cfg.data).to_dict())
     torch.save(state, path)
     return model.eval()
 
@@ -120,11 +133,23 @@ def test_load_model_rebuilds_model_and_preprocessing(env, tmp_path):
     x = torch.randn(2, 3, 3, 32, 16)
     with torch.no_grad():
         assert torch.equal(loaded.model.embed(x), env["model"].embed(x))
-    # older checkpoints without the two integers: inferred from the state-dict shapes
+    # a checkpoint of an earlier version (flat config, no spec): refused with the command
+    # that converts it; the converted file loads the same model
     old = tmp_path / "old.pt"
-    _make_checkpoint(old, env["cfg"], with_sizes=False)
-    again = load_model(old, device="cpu")
+    _make_checkpoint(old, env["cfg"], earlier=True)
+    with pytest.raises(ValueError, match=r"earlier xreid version \(no model_spec\); convert it "
+                                         r"once with `xreid-convert --upgrade .*old\.pt NEW\.pt`"):
+        load_model(old, device="cpu")
+    from xreid.convert import main as convert_main
+
+    new = tmp_path / "new.pt"
+    assert convert_main(["--upgrade", str(old), str(new)]) == 0
+    assert convert_main(["--upgrade", str(old), str(old)]) == 1  # never over its input
+    again = load_model(new, device="cpu")
     assert (again.num_identities, again.num_cameras) == (NUM_IDS, NUM_CAMS)
+    assert again.preprocessing == loaded.preprocessing
+    with torch.no_grad():
+        assert torch.equal(again.model.embed(x), env["model"].embed(x))
 
 
 def test_load_model_rejects_foreign_files(tmp_path):
@@ -469,10 +494,10 @@ def test_train_on_a_labelled_folder(tmp_path):
         epochs=1, iters_per_epoch=2, eval_before=False, device="cpu", eval_batch_size=4)
     metrics = build_trainer(cfg).fit()
     assert 0.0 <= metrics["after"]["i2v"]["mAP"] <= 1.0
-    # keep the schema's keys (older trainers also stored numpy RNG state, which
-    # weights_only loading refuses)
+    # the keys load_model reads are enough
     full = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    torch.save({k: full[k] for k in ("format", "config", "model")}, tmp_path / "slim.pt")
+    keys = ("format", "config", "model", "model_spec", "preprocessing")
+    torch.save({k: full[k] for k in keys}, tmp_path / "slim.pt")
     loaded = load_model(tmp_path / "slim.pt", device="cpu")
     assert loaded.num_identities == NUM_IDS and loaded.num_cameras == 2
 
@@ -497,12 +522,12 @@ def test_natural_key_orders_frame_numbers_numerically(numbers):
 
 def test_load_model_rejects_weights_that_do_not_fit_the_config(env, tmp_path):
     state = torch.load(env["ckpt"], weights_only=True)
-    state["num_identities"] = NUM_IDS + 3  # classifier shape no longer matches
+    state["model_spec"]["num_identities"] = NUM_IDS + 3  # classifier shape no longer matches
     torch.save(state, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="does not match the model"):
         load_model(tmp_path / "bad.pt", device="cpu")
     del state["model"]["classifier_mii.weight"]
-    state["num_identities"] = NUM_IDS
+    state["model_spec"]["num_identities"] = NUM_IDS
     torch.save(state, tmp_path / "bad2.pt")
     with pytest.raises(ValueError, match="missing keys"):
         load_model(tmp_path / "bad2.pt", device="cpu")

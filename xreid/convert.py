@@ -142,8 +142,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Convert an OpenAI / open_clip / timm CLIP ViT checkpoint to a safetensors "
         "file for xreid.build_backbone(..., weights=OUTPUT). Reads local files only.",
     )
-    p.add_argument("input", help="ViT-B-16.pt (OpenAI TorchScript), .pt/.pth/.bin or .safetensors")
-    p.add_argument("output", help="output .safetensors file")
+    p.add_argument("input", help="ViT-B-16.pt (OpenAI TorchScript), .pt/.pth/.bin or .safetensors"
+                   " (with --upgrade: a training checkpoint of an earlier xreid version)")
+    p.add_argument("output", help="output .safetensors file (with --upgrade: a new .pt file)")
+    p.add_argument("--upgrade", action="store_true",
+                   help="convert a training checkpoint of an earlier xreid version (flat "
+                        "configuration, no model spec) for this version's load_model")
     p.add_argument(
         "--img-size", nargs=2, type=int, metavar=("H", "W"), default=None,
         help="resample the positional embedding to this frame size (e.g. 288 144)",
@@ -166,6 +170,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xreid.engine.checkpoint import error_message
 
     args = _parser().parse_args(argv)
+    if args.upgrade:
+        from xreid.engine.upgrade import upgrade_checkpoint
+
+        try:
+            upgrade_checkpoint(args.input, args.output)
+        except Exception as e:
+            if args.debug:
+                raise
+            print(f"xreid-convert: error: {error_message(e)}", file=sys.stderr)
+            return 1
+        print(f"wrote {args.output} (training checkpoint of this version)")
+        return 0
     try:
         meta = convert_checkpoint(
             args.input,

@@ -41,6 +41,7 @@ from xreid.data.folder import (
     read_video_frames,
 )
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
+from xreid.data.preprocessing import Preprocessing, evaluation_preprocessing
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
 from xreid.data.synthetic import (
@@ -69,6 +70,7 @@ __all__ = [
     "DataFileNotFoundError",
     "FolderTracklet",
     "FolderVVI",
+    "Preprocessing",
     "Tracklet",
     "TrackletClipDataset",
     "TrackletFolder",
@@ -78,6 +80,7 @@ __all__ = [
     "collate_clips",
     "count_video_frames",
     "decode_vcm_name",
+    "evaluation_preprocessing",
     "item_seed",
     "load_frame",
     "make_synthetic_bupt_campus",

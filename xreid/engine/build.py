@@ -11,7 +11,6 @@ run folder) to :class:`~xreid.engine.Trainer`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from torch import nn
 
 from xreid.data.batches import TrainBatches
 from xreid.data.build import build_reader
+from xreid.data.preprocessing import evaluation_preprocessing
 from xreid.engine.checkpoint import remove_stale_temporaries
 from xreid.engine.config import TrainConfig, resume_conflicts
 from xreid.engine.device import setup_device
@@ -32,6 +32,7 @@ from xreid.engine.memory_init import MemoryInitHook
 from xreid.engine.objective import XReIDObjective
 from xreid.engine.optim import build_optimizer, build_scheduler
 from xreid.engine.trainer import Trainer, seed_everything
+from xreid.models.spec import build_from_spec, model_spec
 
 __all__ = ["AUTOCAST_DTYPES", "build_model", "build_trainer", "setup_distributed"]
 
@@ -43,9 +44,6 @@ AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
 def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.Module:
     """Backbone (``cfg.model.backbone``, local ``cfg.model.weights``) + X-ReID heads
     (the head options of ``cfg.model``)."""
-    from xreid.backbones import build_backbone
-    from xreid.models.xreid import XReID
-
     model = cfg.model
     if model.backbone != "tiny" and model.weights is None and not model.random_init:
         raise ValueError(
@@ -55,16 +53,9 @@ def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.M
             "vitb16.safetensors --img-size 288 144`, and pass --model.weights PATH; "
             "--model.random_init true trains from random weights (smoke tests only)"
         )
-    backbone = build_backbone(
-        model.backbone,
-        img_size=tuple(cfg.data.img_size),
-        weights=model.weights,
-        num_cameras=num_cameras if cfg.data.use_cameras else 0,
-        freeze_patch_embed=model.freeze_patch_embed,
-        grad_checkpointing=model.grad_checkpointing,
-        **model.backbone_overrides(),
-    )
-    return XReID(backbone, num_identities, **dataclasses.asdict(model.heads()))
+    spec = model_spec(model, img_size=cfg.data.img_size, num_identities=num_identities,
+                      num_cameras=num_cameras, use_cameras=cfg.data.use_cameras)
+    return build_from_spec(spec, weights=model.weights)
 
 
 def setup_distributed(device_spec: str) -> tuple[torch.device, int, int, bool]:
@@ -87,26 +78,8 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
     ``hooks`` (e.g. a console) run after the built-in ones and before the run folder's."""
     cfg.validate()
     device, rank, world_size, distributed = setup_distributed(cfg.run.device)
-    is_main = rank == 0
-
-    def barrier() -> None:
-        if distributed:
-            torch.distributed.barrier()
-
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    seed_everything(cfg.run.seed)
-    if cfg.run.deterministic:
-        torch.use_deterministic_algorithms(True)
     out = Path(cfg.run.output_dir)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(out)
-    barrier()
-    reader = build_reader(cfg.data, out) if is_main else None
-    barrier()
-    if reader is None:
-        reader = build_reader(cfg.data, out)
+    reader = _prepare_run(cfg, out, is_main=rank == 0, distributed=distributed)
     core = build_model(cfg, reader.num_train_identities, reader.num_cameras).to(device)
     if cfg.run.compile:
         for module in core.compile_targets():
@@ -140,12 +113,16 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
         model = nn.parallel.DistributedDataParallel(core, device_ids=ids,
                                                     find_unused_parameters=False)
     data = cfg.data
+    pre = evaluation_preprocessing(data)
     evaluator = ReaderEvaluator(
-        reader, num_frames=data.num_frames, sampling=data.eval_sampling,
-        img_size=data.img_size, normalization=data.normalization,
-        batch_size=data.eval_batch_size, num_workers=data.num_workers, device=device,
+        reader, num_frames=pre.num_frames, sampling=pre.sampling, img_size=pre.img_size,
+        normalization=pre.normalization, batch_size=data.eval_batch_size,
+        num_workers=data.num_workers, device=device,
         autocast_dtype=AUTOCAST_DTYPES[cfg.run.amp], rerank=cfg.run.rerank,
         use_cameras=data.use_cameras)
+    spec = model_spec(cfg.model, img_size=data.img_size,
+                      num_identities=reader.num_train_identities,
+                      num_cameras=reader.num_cameras, use_cameras=data.use_cameras)
 
     def check_resume(state: dict[str, Any]) -> None:
         saved = state.get("config")
@@ -165,8 +142,30 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
         baselines={"pixels": evaluator.pixel_baseline} if cfg.run.pixel_baseline else None,
         log_every=cfg.run.log_every, config=cfg,
         metadata={"num_identities": int(reader.num_train_identities),
-                  "num_cameras": int(reader.num_cameras)},
+                  "num_cameras": int(reader.num_cameras), "model_spec": spec,
+                  "preprocessing": pre.to_dict()},
         resume_check=check_resume, rank=rank, world_size=world_size, distributed=distributed)
+
+
+def _prepare_run(cfg: TrainConfig, out: Path, *, is_main: bool, distributed: bool) -> Any:
+    """Threads, seed, deterministic algorithms, the output folder (rank 0), and the dataset
+    reader (rank 0 first: it may generate the synthetic data)."""
+    def barrier() -> None:
+        if distributed:
+            torch.distributed.barrier()
+
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    seed_everything(cfg.run.seed)
+    if cfg.run.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
+    barrier()
+    reader = build_reader(cfg.data, out) if is_main else None
+    barrier()
+    return reader if reader is not None else build_reader(cfg.data, out)
 
 
 def _memory_hook(cfg: TrainConfig, core: nn.Module, reader: Any, device: torch.device,

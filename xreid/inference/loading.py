@@ -2,9 +2,11 @@
 
 A training checkpoint (written by :class:`xreid.engine.Trainer`) is a dict with
 ``"format": "xreid-train-checkpoint-v1"``, ``"config"`` (``TrainConfig.to_dict()``), ``"model"``
-(the state dict) and, in newer files, ``"num_identities"`` / ``"num_cameras"``. Older files
-without the two integers are handled by reading them off the state-dict shapes
-(``classifier_clip.weight`` is ``(C, D + d)``, ``backbone.camera_embed`` is ``(cameras, D)``).
+(the state dict), ``"model_spec"`` (:func:`xreid.models.spec.model_spec`: backbone, heads,
+identities, cameras) and ``"preprocessing"`` (:class:`Preprocessing`). The model is rebuilt
+from the spec alone (:func:`xreid.models.spec.build_from_spec`); this module imports nothing
+from the training code. A checkpoint of an earlier version (no spec) is refused with the
+command that converts it (``xreid-convert --upgrade``).
 
 Loading uses ``torch.load(..., weights_only=True)``: nothing in the file is executed.
 """
@@ -20,42 +22,12 @@ import torch
 from torch import nn
 
 from xreid._torch_utils import model_device
+from xreid.data.preprocessing import Preprocessing
+from xreid.models.spec import build_from_spec
 
 __all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "load_model"]
 
 CHECKPOINT_FORMAT = "xreid-train-checkpoint-v1"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How clips must be prepared for a trained model (what evaluation did during training).
-
-    Attributes:
-        img_size: (height, width) every frame is resized to.
-        mean, std: per-channel normalisation of ``[0, 1]`` RGB values.
-        num_frames: T, frames per clip.
-        sampling: frame sampling mode of :func:`xreid.data.sample_frame_indices` used at test
-            time (``"chunk_first"`` unless the run chose otherwise).
-        normalization: the name of the normalisation (``"imagenet"`` or ``"clip"``).
-    """
-
-    img_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    num_frames: int
-    sampling: str
-    normalization: str
-
-    def transform(self) -> Any:
-        """The evaluation :class:`xreid.data.ClipTransform` (resize + normalise)."""
-        from xreid.data.transforms import ClipTransform
-
-        return ClipTransform(self.img_size, train=False, normalization=(self.mean, self.std))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"img_size": list(self.img_size), "mean": list(self.mean), "std": list(self.std),
-                "num_frames": self.num_frames, "sampling": self.sampling,
-                "normalization": self.normalization}
 
 
 @dataclass
@@ -142,27 +114,21 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
         ValueError: the file is not an xreid training checkpoint, or its weights do not fit
             the model its configuration describes.
     """
-    from xreid.data.transforms import resolve_normalization
-    from xreid.engine.build import build_model
-    from xreid.engine.config import TrainConfig
-
     path = Path(path)
     state = read_training_checkpoint(path)
-    values = dict(state["config"])
-    # the pre-trained file is not needed: the state dict has it all
-    if isinstance(values.get("model"), dict):  # this version's nested configuration
-        values["model"] = {**values["model"], "weights": None}
-    else:  # the flat configuration of earlier versions (converted on read)
-        values["weights"] = None
+    if not isinstance(state.get("model_spec"), dict) or not isinstance(
+            state.get("preprocessing"), dict):
+        raise ValueError(
+            f"checkpoint: {path} was written by an earlier xreid version (no model_spec); "
+            f"convert it once with `xreid-convert --upgrade {path} NEW.pt` and load NEW.pt")
     try:
-        cfg = TrainConfig.from_dict(values)
-    except (TypeError, ValueError) as exc:
-        raise _not_a_checkpoint(path, f"bad config: {exc}") from exc
+        pre = Preprocessing.from_dict(state["preprocessing"])
+        model = build_from_spec(state["model_spec"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _not_a_checkpoint(path, f"bad model_spec/preprocessing: {exc}") from exc
     sd = state["model"]
-    inferred = infer_sizes(sd)
-    num_ids = int(state.get("num_identities", inferred[0]))
-    num_cams = int(state.get("num_cameras", inferred[1]))
-    model = build_model(cfg, num_ids, num_cams)
+    num_ids = int(state["model_spec"]["num_identities"])
+    num_cams = int(state["model_spec"]["num_cameras"])
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as exc:  # shape mismatches
@@ -177,13 +143,4 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
-    mean, std = resolve_normalization(cfg.data.normalization)
-    pre = Preprocessing(
-        img_size=(int(cfg.data.img_size[0]), int(cfg.data.img_size[1])),
-        mean=tuple(float(m) for m in mean),  # type: ignore[arg-type]
-        std=tuple(float(s) for s in std),  # type: ignore[arg-type]
-        num_frames=int(cfg.data.num_frames),
-        sampling=cfg.data.eval_sampling,
-        normalization=cfg.data.normalization,
-    )
-    return LoadedModel(model, pre, cfg.to_dict(), num_ids, num_cams, path)
+    return LoadedModel(model, pre, dict(state["config"]), num_ids, num_cams, path)

@@ -25,26 +25,19 @@ def reader_features(model: Any, reader: Any, cfg: Any, direction: str = "i2v",
     """``(query features, query tracklets, gallery features, gallery tracklets)`` of
     ``reader``'s ``direction``, embedded as the evaluation does (``cfg`` a ``TrainConfig``)."""
     from xreid.data import ClipTransform, VideoClipDataset
+    from xreid.data.preprocessing import evaluation_preprocessing
     from xreid.metrics import extract_features
 
+    pre = evaluation_preprocessing(cfg.data)
     query, gallery = reader.query(direction), reader.gallery(direction)
-    transform = ClipTransform(
-        tuple(cfg.data.img_size), train=False, normalization=cfg.data.normalization
-    )
+    transform = ClipTransform(pre.img_size, train=False, normalization=pre.normalization)
     feats = []
     for tracklets in (query, gallery):
-        ds = VideoClipDataset(
-            tracklets,
-            num_frames=cfg.data.num_frames,
-            sampling=cfg.data.eval_sampling,
-            transform=transform,
-        )
+        ds = VideoClipDataset(tracklets, num_frames=pre.num_frames, sampling=pre.sampling,
+                              transform=transform)
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.data.eval_batch_size)
-        feats.append(
-            extract_features(
-                model, loader, device=device, use_cameras=cfg.data.use_cameras
-            ).features
-        )
+        feats.append(extract_features(model, loader, device=device,
+                                      use_cameras=cfg.data.use_cameras).features)
     return feats[0], query, feats[1], gallery
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 from xreid.models.config import ModelConfig
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
+from xreid.models.spec import MODEL_SPEC_VERSION, build_from_spec, model_spec
 from xreid.models.xreid import CMCL_STOP_GRADIENTS, PRESETS, XReID, XReIDConfig
 
 __all__ = [
     "CMCL_STOP_GRADIENTS",
+    "MODEL_SPEC_VERSION",
     "PRESETS",
     "BNNeck",
     "IdentityClassifier",
@@ -24,4 +26,6 @@ __all__ = [
     "XReID",
     "XReIDConfig",
     "XReIDOutput",
+    "build_from_spec",
+    "model_spec",
 ]
