@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def check():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import cmcl_check
-    finally:
-        sys.path.pop(0)
+    from xreid.experiments import cmcl_check
+
     return cmcl_check
 
 

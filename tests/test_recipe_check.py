@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def recipe():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import recipe_check
-    finally:
-        sys.path.pop(0)
+    from xreid.experiments import recipe_check
+
     return recipe_check
 
 
@@ -72,7 +68,7 @@ def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, mon
     done.write_text(json.dumps({"config": recorded, "after": "kept"}))
 
     def run(overrides):
-        return recipe.run(recipe.run_config("vcm-16ids-3cams", args, overrides, 0))
+        return recipe.run_recipe(recipe.recipe_config("vcm-16ids-3cams", args, overrides, 0))
 
     assert run({"optim": {"lr": 1e-3}})["after"] == "kept"
     # another learning rate must not be reported under this one's name
@@ -101,5 +97,5 @@ def test_unreadable_finished_run_is_one_line(recipe, tmp_path, monkeypatch, text
     (run_dir / "metrics.json").write_text(text)
     with pytest.raises(SystemExit, match=r"recipe_check.py: error: .*seed3.metrics.json: "
                                          r"expected a finished run's metrics") as exc:
-        recipe.run(recipe.run_config("bupt-40ids", args, {}, 3))
+        recipe.run_recipe(recipe.recipe_config("bupt-40ids", args, {}, 3))
     assert why in str(exc.value) and "\n" not in str(exc.value)

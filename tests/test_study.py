@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,11 @@ TINY_SETS = ["synthetic_train_ids=8", "synthetic_test_ids=6", "img_size=[32,16]"
 
 
 def _import(name: str):
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    """The module behind ``examples/<name>.py`` (the scripts only call its ``main``)."""
+    import importlib
+
+    module = {"train_vvi": "xreid.cli.train_script", "study": "xreid.experiments.study"}[name]
+    return importlib.import_module(module)
 
 
 @pytest.fixture(scope="module")
