@@ -43,6 +43,7 @@ BAD: dict[str, list[object]] = {
     "model.fold_div": [0],
     "model.drop_path": [1.0, -0.1],
     "loss.margin": [-0.1],
+    "model.camera_coef": [float("nan"), -1.0],
     "lii_stride": [-1],
     "sii_depth": [0],
     "use_lii": ["false"],

@@ -199,3 +199,16 @@ def test_installed_command_has_train(capsys):
 
     assert xreid_main(["train", "--print-config", "--optim.lr", "2e-3"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["optim"]["lr"] == 2e-3
+
+
+def test_a_new_model_option_is_one_field_and_its_use(capsys):
+    """model.camera_coef: the field (ModelConfig), its use (the model spec), nothing else."""
+    from xreid.engine import build_model
+
+    d = printed(["--model.camera_coef", "0.5", "--data.use_cameras", "true"], capsys)
+    cfg = TrainConfig.from_dict(d)
+    model = build_model(cfg, 4, 3)
+    assert model.backbone.camera_coef == 0.5
+    assert build_model(TrainConfig(), 4, 3).backbone.camera_coef == 1.0
+    code, _out, err = run(["--print-config", "--model.camera_coef", "nan"], capsys)
+    assert code == 2 and "--model.camera_coef:" in err and err.count("\n") == 1

@@ -33,6 +33,8 @@ class ModelConfig(XReIDConfig):
         backbone_heads: backbone attention heads (default: the backbone's).
         freeze_patch_embed: freeze the backbone's patch projection.
         grad_checkpointing: recompute backbone blocks in backward (less activation memory).
+        camera_coef: scale of the camera embedding added to the [CLS] token (SIE; used with
+            ``data.use_cameras``).
     """
 
     backbone: str = "tiny"
@@ -44,6 +46,7 @@ class ModelConfig(XReIDConfig):
     backbone_heads: int | None = None
     freeze_patch_embed: bool = False
     grad_checkpointing: bool = False
+    camera_coef: float = 1.0
 
     def heads(self) -> XReIDConfig:
         """The X-ReID head options alone (the keywords of :class:`xreid.XReID`)."""
@@ -67,6 +70,7 @@ class ModelConfig(XReIDConfig):
                              f"got {self.backbone!r}")
         if self.weights is not None and not self.weights:
             raise ValueError("weights: expected a file path or None, got ''")
+        check_range("camera_coef", self.camera_coef, 0.0)
         for name in ("patch_size", "embed_dim", "depth", "backbone_heads"):
             check_range(name, getattr(self, name), 1, allow_none=True)
         dim, heads = self.embed_dim, self.backbone_heads

@@ -35,6 +35,7 @@ def model_spec(model: ModelConfig, *, img_size: tuple[int, int], num_identities:
                "num_cameras": int(num_cameras) if use_cameras else 0,
                "freeze_patch_embed": model.freeze_patch_embed,
                "grad_checkpointing": model.grad_checkpointing,
+               "camera_coef": model.camera_coef,
                **model.backbone_overrides()}
     patch = model.patch_size or default_patch_size(model.backbone)
     grid = [int(img_size[0]) // patch, int(img_size[1]) // patch]
