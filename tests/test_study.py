@@ -138,3 +138,15 @@ def test_stride_notes_flag_degenerate_strides_for_short_clips():
     assert len(notes) == 2
     assert "`fig4/s4`: SII stride 4 >= T = 4" in notes[0]
     assert "`fig5/s4`: LII stride 4 acts modulo T = 4 frames, i.e. as S = 0" in notes[1]
+
+
+@pytest.mark.parametrize(("sets", "message"), [
+    (["img_size=[64"], "data.img_size: expected tuple[int, int]"),
+    (["optim.lr=0"], "optim.lr: expected a value in (0.0, inf]"),
+    (["bogus=1"], "--set: expected KEY=VALUE with KEY an option"),
+])
+def test_bad_set_is_one_line_exit_2(tmp_path, capsys, sets, message):
+    study = _import("study")
+    assert study.main(["--study", "tab5/1", "--output-dir", str(tmp_path), "--set", *sets]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
