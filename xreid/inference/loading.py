@@ -22,7 +22,8 @@ from torch import nn
 
 from xreid._torch_utils import model_device
 
-__all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "file_sha256", "load_model"]
+__all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "file_sha256",
+           "load_model"]
 
 CHECKPOINT_FORMAT = "xreid-train-checkpoint-v1"
 
