@@ -1,8 +1,9 @@
 """Where evaluation output goes, and exactly which files a command wrote.
 
 * :func:`eval_output_dir`: a fresh folder for an evaluation of a finished run, so that it
-  never replaces the run's own files: ``--output-dir`` when given, else
-  ``<run folder>/eval-<YYYYmmdd-HHMMSS>/`` (``-2``, ``-3``, ... appended when taken).
+  never replaces the run's own files: ``--output-dir`` when given and it holds no run (none
+  of :data:`RUN_FILES`), else ``<that folder or the run folder>/eval-<YYYYmmdd-HHMMSS>/``
+  (``-2``, ``-3``, ... appended when taken).
 * :func:`snapshot_files` / :func:`written_files`: the files under a folder that a command
   created or changed (by size, modification time and inode), so that its closing
   ``wrote ...`` line lists exactly those and nothing it did not write.
@@ -14,7 +15,10 @@ import datetime as _dt
 import os
 from pathlib import Path
 
-__all__ = ["eval_output_dir", "format_written", "snapshot_files", "written_files"]
+__all__ = ["RUN_FILES", "eval_output_dir", "format_written", "snapshot_files", "written_files"]
+
+#: files that mark a folder as a training run's
+RUN_FILES = ("checkpoint.pt", "config.json", "metrics.json", "log.jsonl")
 
 Snapshot = dict[str, tuple[int, int, int]]
 
@@ -24,8 +28,10 @@ def eval_output_dir(run_dir: str | Path, output_dir: str | Path | None = None, *
     """Create and return the folder an evaluation writes into (see the module)."""
     if output_dir is not None:
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        return out
+        if not any((out / name).exists() for name in RUN_FILES):
+            out.mkdir(parents=True, exist_ok=True)
+            return out
+        run_dir = out
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     base = Path(run_dir) / f"eval-{stamp}"
     out, n = base, 1
