@@ -175,7 +175,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
     elif not index_file:
         res = search(q.embeddings, g.embeddings, ns.top_k, index=ns.index,
                      device=None if ns.index == "faiss" else _device(ns.device),
-                     **({"nprobe": ns.nprobe} if ns.index == "faiss" else {}))
+                     **({"nprobe": ns.nprobe or 16} if ns.index == "faiss" else {}))
     metrics = _ranking_metrics(q, g, ns.remove_same_camera, dist)
     out = Path(ns.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -421,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", default="exact", metavar="exact|faiss|FILE",
                    help="exact chunked search; 'faiss': an IVF index built for this search "
                    "(xreid[search]); or an index FILE from 'xreid index build'")
-    s.add_argument("--nprobe", type=int, default=16,
-                   help="faiss / index file: cells scanned per query")
+    s.add_argument("--nprobe", type=int, default=None,
+                   help="cells scanned per query (default: 16 for 'faiss', the build's value "
+                   "for an index file)")
     s.add_argument("--rerank", nargs="*", metavar="K1 K2 LAMBDA", default=None,
                    help="k-reciprocal re-ranking (Zhong et al. 2017), exact, computed in "
                    "chunks of rows; no value: 20 6 0.3. Cost: memory about 12 (Q+G)^2 bytes "

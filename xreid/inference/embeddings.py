@@ -75,16 +75,17 @@ class EmbeddingSet:
     def __len__(self) -> int:
         return len(self.names)
 
-    def relocate(self, root: str | Path) -> EmbeddingSet:
-        """A copy whose sources lie under ``root``: each source's path relative to the
-        recorded ``input_root`` (the folder ``xreid embed`` read) is joined to ``root``; a
-        source outside it, or a file without ``input_root``, keeps only its last component
-        (``root/<tracklet folder or video>``)."""
+    def relocate(self, root: str | Path, base: str | Path | None = None) -> EmbeddingSet:
+        """A copy whose sources lie under ``root``: each source's path relative to ``base``
+        (default: the recorded ``input_root``, the folder ``xreid embed`` read) is joined to
+        ``root``; a source outside ``base``, or with no ``base`` at all, keeps only its last
+        component (``root/<tracklet folder or video>``)."""
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"root: {root} is not a folder")
-        base = Path(str(self.meta.get("input_root", ""))) if self.meta.get("input_root") \
-            else None
+        if base is None and self.meta.get("input_root"):
+            base = str(self.meta["input_root"])
+        base = Path(base) if base is not None else None
         moved = []
         for src in self.sources:
             if not src:
@@ -266,7 +267,7 @@ def embed_tracklets(
         torch.tensor([t.camera for t in chosen], dtype=torch.int64),
         torch.tensor([t.modality for t in chosen], dtype=torch.int64),
         [t.source for t in chosen],
-        {"checkpoint": str(loaded.path), "checkpoint_sha256": loaded.sha256,
+        {"checkpoint": str(Path(loaded.path).resolve()), "checkpoint_sha256": loaded.sha256,
          "preprocessing": pre.to_dict(),
          **({"input_root": str(Path(folder.root).resolve())} if hasattr(folder, "root")
             else {})},

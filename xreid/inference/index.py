@@ -58,7 +58,9 @@ class GalleryIndex:
         if query.dim() != 2 or query.shape[1] != self.gallery.dim:
             raise ValueError(f"query: expected (Q, {self.gallery.dim}) embeddings, got "
                              f"{tuple(query.shape)}")
-        self.index.nprobe = int(nprobe or self.build.get("nprobe", 16))
+        if hasattr(self.index, "nprobe"):
+            self.index.nprobe = min(int(nprobe or self.build.get("nprobe", 16)),
+                                    int(self.build.get("nlist", 1)))
         k = min(top_k, len(self.gallery))
         q = F.normalize(query.detach().float().cpu(), dim=1).numpy()
         sims, ids = self.index.search(q, k)
@@ -89,7 +91,8 @@ def build_index(gallery: EmbeddingSet, path: str | Path, *, nlist: int | None = 
     """Build an ``IndexIVFFlat`` over ``gallery``, measure its recall, write it to ``path``.
 
     Args:
-        nlist: cells (default ``4 sqrt(G)``, at most ``G // 39``, at least 1).
+        nlist: cells (default ``4 sqrt(G)``; at most one per 39 training points, as faiss
+            asks; a single cell is built as an exact ``IndexFlatIP``).
         nprobe: cells scanned per query (stored; a search may override it).
         holdout: size of the held-out recall sample (at most ``G // 10``, at least 1).
         recall_k: the k of the reported recall@k.
@@ -110,16 +113,21 @@ def build_index(gallery: EmbeddingSet, path: str | Path, *, nlist: int | None = 
     n_held = max(1, min(holdout, G // 10))
     held = np.sort(rng.choice(G, size=n_held, replace=False))
     train = np.setdiff1d(np.arange(G), held)
-    nlist = min(int(nlist), len(train))
-    quantizer = faiss.IndexFlatIP(E)
-    index = faiss.IndexIVFFlat(quantizer, E, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = seed
-    index.train(g[train])
+    nlist = max(1, min(int(nlist), len(train) // 39))  # faiss wants >= 39 points per cell
+    if nlist == 1:  # one cell is a flat (exact) index; no k-means needed
+        index = faiss.IndexFlatIP(E)
+        kind, probe = "IndexFlatIP", 1
+    else:
+        quantizer = faiss.IndexFlatIP(E)
+        index = faiss.IndexIVFFlat(quantizer, E, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.train(g[train])
+        index.nprobe = probe = min(int(nprobe), nlist)
+        kind = "IndexIVFFlat"
     index.add(g)
-    index.nprobe = min(int(nprobe), nlist)
     recall = _recall(index, g, held, recall_k)
-    build = {"type": "IndexIVFFlat", "metric": "inner product on L2-normalised embeddings",
-             "nlist": nlist, "nprobe": int(index.nprobe), "gallery_size": G, "dim": E,
+    build = {"type": kind, "metric": "inner product on L2-normalised embeddings",
+             "nlist": nlist, "nprobe": probe, "gallery_size": G, "dim": E,
              "trained_on": len(train), "holdout": int(n_held), "seed": seed,
              "recall_k": recall_k, f"recall@{recall_k}": round(recall, 4)}
     blob = faiss.serialize_index(index)
