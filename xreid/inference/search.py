@@ -141,8 +141,8 @@ def reranked_distances(query: torch.Tensor, gallery: torch.Tensor, *, k1: int = 
     """k-reciprocal re-ranked ``(Q, G)`` distances (exact, computed ``chunk_size`` rows at a
     time) from the Euclidean distances between L2-normalised embeddings.
 
-    Cost: three distance matrices and two dense ``(Q + G)^2`` float32 matrices at the peak
-    (about ``12 (Q + G)^2`` bytes), and ``O((Q + G)^2 k1^2)`` work.
+    Cost: dense ``(Q + G)^2`` float32 matrices; ``benchmarks/bench_rerank.py`` measured a
+    peak of about ``14 (Q + G)^2`` bytes (0.9 GB at ``Q + G = 8000``).
     """
     from xreid.metrics import compute_distance, re_ranking
 
