@@ -462,6 +462,9 @@ def test_version_help_for_positionals_and_defaults_shown(capsys):
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"xreid {__version__}"
     parser = build_parser()
+    for action in parser._actions:
+        if not action.option_strings:
+            assert (action.help or "").strip(), action.dest
     subs = next(a for a in parser._actions if a.dest == "command").choices
     for name, sub in subs.items():
         if name == "convert":

@@ -110,7 +110,7 @@ def _metrics_line(m: dict[str, Any] | None) -> str | None:
             f"({m['num_valid_queries']}/{m['num_queries']} queries with a match)")
 
 
-def _rerank_params(values: list[str] | None) -> tuple[int, int, float] | None:
+def _rerank_cli_values(values: list[str] | None) -> tuple[int, int, float] | None:
     if values is None:
         return None
     if not values:
@@ -143,7 +143,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
         top_k_of,
     )
 
-    rerank = _rerank_params(ns.rerank)
+    rerank = _rerank_cli_values(ns.rerank)
     index_file = ns.index not in ("exact", "faiss")
     if index_file:
         from xreid.inference.index import load_index
@@ -385,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
         "results and t-SNE, export to ONNX, index a gallery, serve searches.")
     p.add_argument("--version", action="version", version=f"xreid {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           help="what to do ('xreid COMMAND --help' lists its options)")
 
     def command(name: str, text: str, **kw: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=text, formatter_class=_Formatter,
@@ -514,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if getattr(ns, "rerank", None) is not None:
         try:
-            _rerank_params(ns.rerank)
+            _rerank_cli_values(ns.rerank)
         except argparse.ArgumentTypeError as exc:
             parser.error(str(exc))
     for key in ("batch_size", "top_k", "frames", "num_queries", "height", "nprobe", "max_mb",

@@ -29,7 +29,7 @@ from xreid._validation import check_positive_int
 from xreid.inference.embeddings import EmbeddingSet
 from xreid.inference.search import SearchResult, exact_search
 
-__all__ = ["INDEX_FORMAT", "GalleryIndex", "build_index", "load_index"]
+__all__ = ["INDEX_FORMAT", "GalleryIndex", "build_index", "is_index_file", "load_index"]
 
 INDEX_FORMAT = "xreid-index-v1"
 
@@ -143,6 +143,18 @@ def build_index(gallery: EmbeddingSet, path: str | Path, *, nlist: int | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
     return GalleryIndex(gallery, index, build)
+
+
+def is_index_file(path: str | Path) -> bool:
+    """True when ``path`` is a safetensors file written by :func:`build_index` (reads only
+    its header; faiss is not needed)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("format") == INDEX_FORMAT
+    except Exception:
+        return False
 
 
 def load_index(path: str | Path) -> GalleryIndex:

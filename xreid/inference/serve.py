@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from xreid.inference.index import is_index_file
+
 __all__ = ["MAX_FRAMES", "SearchService", "make_server"]
 
 MAX_FRAMES = 1024
@@ -59,14 +61,12 @@ class SearchService:
         self.loaded = load_model(checkpoint, device=device or "cpu")
         self.sha256 = self.loaded.sha256
         self.index = None
-        try:
+        if is_index_file(gallery):
             from xreid.inference.index import load_index
 
             self.index = load_index(gallery)
             self.gallery = self.index.gallery
-        except ValueError as exc:
-            if "not an xreid index file" not in str(exc):
-                raise
+        else:
             self.gallery = load_embeddings(gallery)
         if self.gallery.dim != self.loaded.embedding_dim:
             raise ValueError(f"gallery: {gallery} holds embeddings of size {self.gallery.dim}, "
