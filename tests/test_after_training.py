@@ -181,6 +181,27 @@ def test_onnx_file_is_self_contained_self_describing_and_dynamic(world, tmp_path
         assert np.abs(got - ref).max() <= 1e-4 * max(1.0, float(np.abs(ref).max()))
 
 
+@pytest.mark.slow
+def test_onnx_export_over_the_limit_names_both_files(world, tmp_path, monkeypatch, capsys):
+    import onnxruntime as ort
+
+    import xreid.inference.export as export
+
+    monkeypatch.setattr(export, "EXTERNAL_DATA_THRESHOLD", 0)  # as if the weights were > 2 GB
+    out = tmp_path / "big.onnx"
+    assert main(["export", str(world["work"] / "checkpoint.pt"), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    data = export.onnx_files(out)[1]
+    assert data.is_file() and data.parent == tmp_path
+    assert f"wrote {out}, {data}:" in text and "travel together" in text
+    assert export.onnx_metadata(out)["xreid.frames"] == "3.."
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 4, 3, 32, 16)
+    with torch.no_grad():
+        ref = world["model"].embed(x).numpy()
+    assert np.abs(session.run(None, {"video": x.numpy()})[0] - ref).max() <= 1e-4
+
+
 def test_onnx_files_names_the_external_data_file(tmp_path):
     import onnx
     from onnx import helper, numpy_helper

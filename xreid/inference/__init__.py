@@ -11,8 +11,8 @@
 * :func:`plot_training_curve`: per-iteration losses and the learning rate of a run's log.
 * :func:`eval_output_dir`, :func:`snapshot_files`, :func:`written_files`: where evaluation
   output goes and exactly which files a command wrote.
-* :mod:`xreid.inference.index` (persistent faiss gallery index) and
-  :mod:`xreid.inference.serve` (HTTP search endpoint) are imported on demand.
+* :func:`build_index` / :func:`load_index`: a persistent faiss gallery index;
+  :func:`make_server`: the HTTP search endpoint of ``xreid serve``.
 
 The ``xreid`` command (:mod:`xreid.cli`) wraps these. Optional dependencies (PyAV, faiss,
 scikit-learn, onnx) are imported only by the functions that need them.
@@ -25,7 +25,22 @@ from xreid.inference.embeddings import (
     load_embeddings,
     save_embeddings,
 )
-from xreid.inference.export import ONNX_OPSET, Embedder, export_onnx, onnx_metadata
+from xreid.inference.export import (
+    MIN_DYNAMIC_FRAMES,
+    ONNX_OPSET,
+    Embedder,
+    export_onnx,
+    input_dims,
+    onnx_files,
+    onnx_metadata,
+)
+from xreid.inference.index import (
+    INDEX_FORMAT,
+    GalleryIndex,
+    build_index,
+    is_index_file,
+    load_index,
+)
 from xreid.inference.loading import (
     CHECKPOINT_FORMAT,
     LoadedModel,
@@ -35,6 +50,7 @@ from xreid.inference.loading import (
     read_training_checkpoint,
 )
 from xreid.inference.outputs import (
+    RUN_FILES,
     eval_output_dir,
     format_written,
     snapshot_files,
@@ -49,13 +65,20 @@ from xreid.inference.search import (
     search,
     top_k_of,
 )
-from xreid.inference.training_curve import plot_training_curve, training_curve_figure
+from xreid.inference.serve import MAX_FRAMES, SearchService, make_server
+from xreid.inference.training_curve import (
+    ema,
+    plot_training_curve,
+    read_log,
+    training_curve_figure,
+)
 from xreid.inference.visualize import (
     RankedPicture,
     average_precisions,
     draw_ranked_results,
     first_match_ranks,
     gallery_caption,
+    identity_styles,
     plot_tsne,
     render_ranked_results,
     tracklet_thumbnails,
@@ -65,15 +88,23 @@ from xreid.inference.visualize import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "EMBEDDINGS_FORMAT",
+    "INDEX_FORMAT",
+    "MAX_FRAMES",
+    "MIN_DYNAMIC_FRAMES",
     "ONNX_OPSET",
+    "RUN_FILES",
     "Embedder",
     "EmbeddingSet",
+    "GalleryIndex",
     "LoadedModel",
     "Preprocessing",
     "RankedPicture",
     "SearchResult",
+    "SearchService",
     "average_precisions",
+    "build_index",
     "draw_ranked_results",
+    "ema",
     "embed_tracklets",
     "eval_output_dir",
     "exact_search",
@@ -83,11 +114,18 @@ __all__ = [
     "first_match_ranks",
     "format_written",
     "gallery_caption",
+    "identity_styles",
+    "input_dims",
+    "is_index_file",
     "load_embeddings",
+    "load_index",
     "load_model",
+    "make_server",
+    "onnx_files",
     "onnx_metadata",
     "plot_training_curve",
     "plot_tsne",
+    "read_log",
     "read_training_checkpoint",
     "reader_features",
     "render_ranked_results",
