@@ -78,8 +78,8 @@ def save_ranked_results(model: Any, reader: Any, cfg: Any, path: str | Path, *,
     titles = [f"{direction.upper()} query id {query[i].pid} cam {query[i].camera}: "
               f"AP {100 * float(ap[i]):.1f}%" for i in chosen]
     matches = g_pids[res.indices] == q_pids[chosen][:, None]
-    captions = [gallery_caption(Path(t.frames[0]).parent.name if t.frames else f"#{i}",
-                                t.pid, t.camera) for i, t in enumerate(gallery)]
+    captions = [gallery_caption("/".join(Path(t.frames[0]).parent.parts[-3:]) if t.frames
+                                else f"#{i}", t.pid, t.camera) for i, t in enumerate(gallery)]
     return draw_ranked_results(
         q_frames, g_frames, res.indices, res.distances, path, matches=matches,
         query_titles=titles, gallery_captions=captions,
