@@ -549,6 +549,14 @@ def test_index_build_then_search_with_the_index(world, tmp_path, capsys):
     assert main(["search", str(work / "q.safetensors"), str(work / "g.safetensors"),
                  "--index", str(index), "-o", str(tmp_path / "x.json")]) == 1
     assert "drop the GALLERY" in capsys.readouterr().err
+    before = (work / "g.safetensors").read_bytes()
+    assert main(["index", "build", str(work / "g.safetensors"), "-o",
+                 str(work / "g.safetensors")]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert main(["search", str(work / "q.safetensors"), "--index", str(index), "-o",
+                 str(index)]) == 1
+    assert "is an input of this command" in capsys.readouterr().err
+    assert (work / "g.safetensors").read_bytes() == before
 
 
 def test_index_recall_is_measured_on_held_out_entries(tmp_path):
@@ -609,6 +617,17 @@ def test_serve_answers_a_real_http_client(world, tmp_path):
         assert [x["gallery"] for x in got] == [g.names[int(j)] for j in ref.indices[0]]
         assert [x["distance"] for x in got] == pytest.approx(ref.distances[0].tolist(),
                                                              abs=1e-5)
+        from test_inference import _frame, _write_video
+
+        video = tmp_path / "clip.mp4"
+        _write_video(video, [_frame(2, 1, k) for k in range(6)])
+        r = requests.post(f"{url}/search?top_k=2", data=video.read_bytes(),
+                          headers={"Content-Type": "video/mp4"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["results"]) == 2 and r.json()["top_k"] == 2
+        assert requests.post(f"{url}/search", data=b"not a video",
+                             headers={"Content-Type": "video/mp4"},
+                             timeout=30).status_code == 400
         bad = requests.post(f"{url}/search", json={"frames": ["bm90IGFuIGltYWdl"]},
                             timeout=10)
         assert bad.status_code == 400 and "JPEG or PNG" in bad.json()["error"]

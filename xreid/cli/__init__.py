@@ -25,6 +25,15 @@ def _device(name: str | None) -> str:
     return name
 
 
+def _not_an_input(output: str, *inputs: str | None) -> None:
+    """Refuse an ``--output`` that is one of the command's input files."""
+    out = Path(output).resolve()
+    for src in inputs:
+        if src and Path(src).resolve() == out:
+            raise ValueError(f"--output: {output} is an input of this command; choose another "
+                             "file")
+
+
 # ---------------------------------------------------------------------------------- embed
 def cmd_embed(ns: argparse.Namespace) -> int:
     import warnings
@@ -145,6 +154,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
 
     rerank = _rerank_cli_values(ns.rerank)
     index_file = ns.index not in ("exact", "faiss")
+    _not_an_input(ns.output, ns.query, ns.gallery, ns.index if index_file else None)
     if index_file:
         from xreid.inference.index import load_index
 
@@ -337,6 +347,7 @@ def cmd_index(ns: argparse.Namespace) -> int:
 
     if ns.action != "build":
         raise ValueError(f"index: expected the action 'build', got {ns.action!r}")
+    _not_an_input(ns.output, ns.gallery)
     gallery = load_embeddings(ns.gallery)
     built = build_index(gallery, ns.output, nlist=ns.nlist, nprobe=ns.nprobe,
                         holdout=ns.holdout, recall_k=ns.recall_k, seed=ns.seed)
