@@ -654,3 +654,20 @@ def test_save_embeddings_round_trip_keeps_the_relative_fallback(tmp_path):
             str((moved / "data" / "trk").resolve())]
     finally:
         shutil.move(str(moved), str(tmp_path))
+
+
+def test_training_progress_bars_write_no_frames_into_a_redirected_stream(capsys):
+    import types
+
+    callbacks = _train_vvi().ConsoleCallbacks(enabled=True)
+    trainer = types.SimpleNamespace(cfg=types.SimpleNamespace(epochs=1))
+    callbacks.on_epoch_start(trainer, 0, 3)
+    for i in range(3):
+        callbacks.on_iteration(trainer, 0, i, {"total": 1.0, "lr": 1e-3})
+    callbacks.on_epoch_end(trainer, 0, {"total": 1.0, "lr": 1e-3})
+    progress = callbacks.on_evaluation_start(trainer, "after")
+    progress(1, 2)
+    progress(2, 2)
+    captured = capsys.readouterr()  # pytest's capture is not a terminal
+    assert "\r" not in captured.err and "\r" not in captured.out
+    assert "epoch 1/1" in captured.out  # the per-epoch line is still written
