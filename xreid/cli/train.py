@@ -29,6 +29,7 @@ from xreid.cli.train_args import (
     read_config_file,
     translate_argv,
 )
+from xreid.data.build import synthetic_root
 from xreid.engine.build import build_trainer
 from xreid.engine.checkpoint import error_message, load_checkpoint
 from xreid.engine.config import TrainConfig, check_types, resolve_values, resume_conflicts
@@ -61,7 +62,9 @@ def build_train_parser(prog: str = "xreid train") -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as YAML and exit")
     p.add_argument("--resume", metavar="PATH", help="continue training from a checkpoint")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate --checkpoint; the output goes to --run.output_dir when "
+                   "given, else to a new eval-<time>/ folder next to the checkpoint")
     p.add_argument("--checkpoint", metavar="PATH", help="weights for --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--visualize", type=int, default=0, metavar="N",
@@ -151,6 +154,8 @@ class ConsoleCallbacks(Hook):
 
         self.tqdm = tqdm
         self.enabled = enabled
+        # None: tqdm shows no bar when the stream is not a terminal (no \r frames in logs)
+        self.disable: bool | None = None if enabled else True
         self.bar = None
 
     def on_message(self, trainer, text):
@@ -159,8 +164,8 @@ class ConsoleCallbacks(Hook):
     def on_epoch_start(self, trainer, epoch, num_iterations):
         self.bar = self.tqdm(
             total=num_iterations,
-            desc=f"epoch {epoch + 1}/{trainer.config.optim.epochs}",
-            disable=not self.enabled,
+            desc=f"epoch {epoch + 1}/{trainer.epochs}",
+            disable=self.disable,
             leave=False,
             dynamic_ncols=True,
         )
@@ -177,7 +182,7 @@ class ConsoleCallbacks(Hook):
             self.bar.close()
         terms = "  ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "lr")
         self.tqdm.write(
-            f"[xreid] epoch {epoch + 1}/{trainer.config.optim.epochs}  {terms}  "
+            f"[xreid] epoch {epoch + 1}/{trainer.epochs}  {terms}  "
             f"lr={logs.get('lr', 0):.2e}"
         )
 
@@ -185,7 +190,7 @@ class ConsoleCallbacks(Hook):
         bar = self.tqdm(
             desc=f"evaluating ({tag})",
             unit="clip",
-            disable=not self.enabled,
+            disable=self.disable,
             leave=False,
             dynamic_ncols=True,
         )
@@ -222,25 +227,15 @@ def print_summary(metrics: dict[str, Any]) -> None:
                 )
 
 
-def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    keys = [k for k in history[0] if k not in ("event", "epoch", "lr", "time")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
-        ax.plot(epochs, [h[k] for h in history], marker="o", label=k)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (epoch mean)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _given_output_dir(rest: list[str]) -> str | None:
+    """The output folder named on the command line (``--run.output_dir`` or its flat
+    spelling ``--output-dir``), else None."""
+    argv = translate_argv(rest)
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if key == "--run.output_dir":
+            return value if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return None
 
 
 def run(ns: argparse.Namespace, rest: list[str]) -> int:
@@ -248,20 +243,26 @@ def run(ns: argparse.Namespace, rest: list[str]) -> int:
     if ns.print_config:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    prepare_output_dir(
-        Path(cfg.run.output_dir),
-        resume=bool(ns.resume),
-        overwrite=ns.overwrite,
-        eval_only=ns.eval_only,
-    )
+    from xreid.inference import eval_output_dir, format_written, snapshot_files, written_files
+
+    if ns.eval_only:  # a folder of its own: the run's files are never replaced
+        out = eval_output_dir(Path(ns.checkpoint).parent, _given_output_dir(rest))
+        data: dict[str, Any] = {}
+        if cfg.data.dataset == "synthetic" and not cfg.data.root:
+            data["root"] = str(synthetic_root(cfg.data, cfg.run.output_dir))
+        cfg = cfg.replace(data=data, run={"output_dir": str(out)})
+    prepare_output_dir(Path(cfg.run.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
+                       eval_only=ns.eval_only)
+    out = Path(cfg.run.output_dir)
+    before = snapshot_files(out)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = build_trainer(cfg, hooks=[callbacks])
     want_tsne = ns.tsne if ns.tsne is not None else cfg.data.dataset == "synthetic"
     want_tsne = want_tsne and importlib.util.find_spec("sklearn") is not None
     if want_tsne or ns.visualize > 0:
         from xreid.inference import save_ranked_results, save_tsne
+    reader = trainer.evaluator.reader
     try:
-        out = Path(cfg.run.output_dir)
         if ns.eval_only:
             trainer.load_checkpoint(ns.checkpoint, resume=False)
             trainer.evaluate("eval")
@@ -273,45 +274,26 @@ def run(ns: argparse.Namespace, rest: list[str]) -> int:
                 trainer.load_checkpoint(ns.resume, resume=True)
                 callbacks.on_message(trainer, f"resumed from {ns.resume} at epoch {trainer.epoch}")
             if want_tsne and trainer.epoch == 0 and trainer.is_main:
-                save_tsne(
-                    trainer.core,
-                    trainer.evaluator.reader,
-                    cfg,
-                    out / "tsne_before.png",
-                    title="t-SNE before training",
-                )
+                save_tsne(trainer.core, reader, cfg, out / "tsne_before.png",
+                          title="t-SNE before training")
             metrics = trainer.fit()
         if trainer.is_main and want_tsne:
-            save_tsne(
-                trainer.core,
-                trainer.evaluator.reader,
-                cfg,
-                out / "tsne_after.png",
-                title="t-SNE after training" if not ns.eval_only else "t-SNE",
-            )
+            save_tsne(trainer.core, reader, cfg, out / "tsne_after.png",
+                      title="t-SNE after training" if not ns.eval_only else "t-SNE")
         if trainer.is_main and ns.visualize > 0:
             for direction in ("i2v", "v2i"):
-                path = save_ranked_results(
-                    trainer.core,
-                    trainer.evaluator.reader,
-                    cfg,
-                    out / f"ranked_{direction}.png",
-                    num_queries=ns.visualize,
-                    direction=direction,
-                )
-                callbacks.on_message(trainer, f"wrote {path}")
+                save_ranked_results(trainer.core, reader, cfg, out / f"ranked_{direction}.png",
+                                    num_queries=ns.visualize, direction=direction)
         if trainer.is_main:
+            from xreid.inference import plot_training_curve
             from xreid.metrics import plot_cmc
 
             tag = "eval" if ns.eval_only else "after"
             plot_cmc(trainer.results[tag], out / "cmc.png", title=f"CMC ({tag})")
-            if trainer.history:
-                plot_training_curve(trainer.history, out / "training_curve.png")
+            if not ns.eval_only and (out / "log.jsonl").is_file():
+                plot_training_curve(out / "log.jsonl", out / "training_curve.png")
             print_summary(metrics)
-            print(
-                f"\nwrote {out}/: metrics.json, cmc.png, training_curve.png, log.jsonl, "
-                "config.json, checkpoint.pt"
-            )
+            print("\n" + format_written(out, written_files(out, before)))
     finally:
         trainer.close()
     return 0

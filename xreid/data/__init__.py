@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from xreid.data._base import DIRECTIONS
 from xreid.data.batches import TrainBatches
-from xreid.data.build import build_reader, remove_stale_dataset_temporaries
+from xreid.data.build import build_reader, remove_stale_dataset_temporaries, synthetic_root
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
 from xreid.data.config import DATASET_NAMES, DataConfig
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
@@ -93,4 +93,5 @@ __all__ = [
     "remove_stale_dataset_temporaries",
     "resolve_normalization",
     "sample_frame_indices",
+    "synthetic_root",
 ]

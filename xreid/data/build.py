@@ -19,7 +19,7 @@ from xreid.data.bupt_campus import BUPTCampus
 from xreid.data.config import DataConfig
 from xreid.data.hitsz_vcm import HITSZVCM
 
-__all__ = ["build_reader", "remove_stale_dataset_temporaries"]
+__all__ = ["build_reader", "remove_stale_dataset_temporaries", "synthetic_root"]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -44,6 +44,15 @@ def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
     return removed
 
 
+def synthetic_root(cfg: DataConfig, output_dir: str | Path = ".") -> Path:
+    """Where the synthetic dataset lives: ``cfg.root``, else
+    ``<output_dir>/../data/synthetic-hitsz-vcm-seed<S>[-ids<train>-<test>]``."""
+    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
+    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
+        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    return Path(cfg.root or Path(output_dir).parent / "data" / name)
+
+
 def build_reader(cfg: DataConfig, output_dir: str | Path = ".") -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached
     (under ``cfg.root``, else ``<output_dir>/../data/<name>``)."""
@@ -59,10 +68,7 @@ def build_reader(cfg: DataConfig, output_dir: str | Path = ".") -> Any:
         from xreid.data.folder import FolderVVI
 
         return FolderVVI(cfg.root)
-    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
-    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
-        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
-    root = Path(cfg.root or Path(output_dir).parent / "data" / name)
+    root = synthetic_root(cfg, output_dir)
     sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
     params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
     marker = root / ".xreid-complete"

@@ -316,7 +316,7 @@ class RunProgress(Hook):
 
     def on_epoch_start(self, trainer: Trainer, epoch: int, num_iterations: int) -> None:
         if self.bar is None:
-            total = trainer.config.optim.epochs * num_iterations
+            total = trainer.epochs * num_iterations
             self.bar = self.tqdm(
                 total=total,
                 initial=trainer.iteration,
