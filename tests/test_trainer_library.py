@@ -179,3 +179,15 @@ def test_inference_never_imports_the_engine():
             elif isinstance(node, ast.Import):
                 imported |= {a.name for a in node.names}
     assert not [m for m in imported if m.startswith("xreid.engine")]
+
+
+def test_no_hook_reads_the_trainers_private_state():
+    """Hooks get explicit inputs and the trainer's public attributes only."""
+    import re
+
+    files = ["xreid/engine/hooks.py", "xreid/engine/loggers.py", "xreid/engine/memory_init.py",
+             "xreid/engine/prompt_stages.py", "xreid/cli/train.py",
+             "xreid/experiments/study.py"]
+    for name in files:
+        text = (ROOT / name).read_text()
+        assert not re.search(r"\btrainer\._\w", text), name
