@@ -439,10 +439,12 @@ class TrainConfig:
         if self.hard_selection is not None and self.hard_selection not in allowed:
             raise ValueError(f"hard_selection: expected one of {list(allowed)}, got "
                              f"{self.hard_selection!r}")
-        from xreid.models.xreid import CMCL_STOP_GRADIENTS  # the one list of the values
-
         from xreid.losses.cpcl import CPCL_FORMS
-        from xreid.models.xreid import CMCL_BRANCHES, CMCL_DIRECTIONS
+        from xreid.models.xreid import (
+            CMCL_BRANCHES,
+            CMCL_DIRECTIONS,
+            CMCL_STOP_GRADIENTS,  # the one list of the values
+        )
 
         for key, values in (("cmcl_stop_gradient", CMCL_STOP_GRADIENTS),
                             ("cmcl_branches", CMCL_BRANCHES),

@@ -21,10 +21,10 @@ terms stays above ``log(1 + (P - 1) / e^2)`` (0.34 for P = 4): without a tempera
 printed form cannot make the softmax confident.
 
 Shapes: features (B, d), labels (B,) in [0, C), visible (C, d), infrared (C, d) -> scalar.
-The loss is computed in float32 (float64 for float64 features) with autocast disabled (a bf16 cosine divided by tau = 0.05
-would carry errors of ~0.1 in the logits); gradients flow back to ``features`` in its own
-dtype. Prototypes get no gradient in the memory use case (they are buffers) but the function
-itself is differentiable in all floating inputs.
+The loss is computed in float32 (float64 for float64 features) with autocast disabled (a
+bf16 cosine divided by tau = 0.05 would carry errors of ~0.1 in the logits); gradients
+flow back to ``features`` in its own dtype. Prototypes get no gradient in the memory use
+case (they are buffers) but the function itself is differentiable in all floating inputs.
 """
 
 from __future__ import annotations
