@@ -234,3 +234,19 @@ def test_new_variants_are_listed_and_build(tmp_path):
         o = get_variant(name).overrides
         assert o["use_sii"] and o["use_lii"] and o["use_cii"] and o["cmcl_weight"] == 1.0
     assert math.isclose(get_variant("baselines/pcl").overrides["cpcl_weight"], 0.5)
+
+
+# --------------------------------------------------------- SII stride: edge frames (docs)
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+def test_edge_frames_keep_their_own_channels(stride):
+    """As documented for S >= 2: frames t < S keep fold 1, frames t >= T - S keep fold 2."""
+    from xreid import temporal_shift
+
+    t_len, d = 10, 8
+    x = torch.arange(t_len, dtype=torch.float32).view(1, t_len, 1, 1).expand(1, t_len, 2, d)
+    out = temporal_shift(x, fold_div=4, stride=stride)[0, :, 0]  # (T, D): the source frame
+    f = d // 4
+    for t in range(t_len):
+        assert (out[t, :f] == (t if t < stride else t - stride)).all()
+        assert (out[t, f:2 * f] == (t if t >= t_len - stride else t + stride)).all()
+        assert (out[t, 2 * f:] == t).all()

@@ -57,6 +57,7 @@ class XReIDConfig:
         lii_stride: LII time stride S (paper 2; 0 pairs every frame with itself).
         use_sii: build the SII branch (Eqs. 5-6); without it the MII feature is the LII mean.
         sii_stride: time stride S >= 1 of the SII token shift (paper 1; Fig. 4 tries 1-4).
+            The first and last S frames keep their own channels in one fold each.
         use_lii: build the LII branch (Eq. 7); without it the MII feature is the SII mean.
             With ``use_sii=False`` and ``use_lii=False`` no MII is built (``mii is None``).
         use_cii: build CII + CMCL (Fig. 3d, Eq. 9). Without MII, CII's query is the clip's
