@@ -109,11 +109,12 @@ def test_cii_without_an_effect_is_refused(tmp_path):
         TrainConfig.from_preset("official", variant="tab5/4", root=root)
     with pytest.raises(ValueError, match="variant tab5/4"):
         TrainConfig.from_preset("demo", variant="tab5/4", detach_mii=True, root=root)
-    # CII with a CMCL weight of 0
-    with pytest.raises(ValueError, match=r"use_cii: CII is trained only by CMCL.*weight is 0"):
-        TrainConfig.from_preset("demo", cmcl_weight=0.0, root=root)
     with pytest.raises(ValueError, match="use_cii"):
-        TrainConfig.from_preset("demo", loss_preset="official", root=root)
+        TrainConfig.from_preset("official", use_cii=True, root=root)
+    # the control of docs/modules.md (CII built, CMCL weight 0) stays allowed
+    TrainConfig.from_preset("demo", variant="tab5/8", cmcl_weight=0.0, root=root)
+    # on official, the CII rows bring CMCL's weight (the loss preset's is 0)
+    assert TrainConfig.from_preset("official", root=root).cmcl_weight is None
     # a CII row with MII on the official preset is a real change (CMCL trains the MII heads)
     cfg = TrainConfig.from_preset("official", variant="tab5/8", root=root)
     assert cfg.cmcl_weight == 1.0 and cfg.resolved_model_option("detach_mii") is True

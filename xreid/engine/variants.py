@@ -11,7 +11,7 @@ switches* does not leak in (e.g. the ``official`` preset's ``hard_selection="any
 replaced by the cross-modal rule in ``tab4/cpc``; a row with CII sets CMCL's weight to the
 paper's 1, which the ``official`` loss preset has at 0). Everything else comes from the
 preset, so a variant's *result* does depend on it: with the ``official`` preset's
-``detach_mii=True`` the MII/CII losses train only the heads. Where a switch can then change
+``detach_mii=True`` the MII/CII losses train only the heads. Where a switch can change
 nothing, the configuration is refused with one line instead of running a copy of another
 row: CII on ``official`` without an MII branch (``tab5/4``; CMCL would reach only CII, which
 inference does not use), see :meth:`~xreid.engine.TrainConfig.validate_no_op`.
