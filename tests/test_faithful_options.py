@@ -110,7 +110,7 @@ def test_cii_without_an_effect_is_refused(tmp_path):
     with pytest.raises(ValueError, match="variant tab5/4"):
         TrainConfig.from_preset("demo", variant="tab5/4", detach_mii=True, root=root)
     with pytest.raises(ValueError, match="use_cii"):
-        TrainConfig.from_preset("official", use_cii=True, root=root)
+        TrainConfig.from_preset("official", use_cii=True, use_sii=False, root=root)
     # the control of docs/modules.md (CII built, CMCL weight 0) stays allowed
     TrainConfig.from_preset("demo", variant="tab5/8", cmcl_weight=0.0, root=root)
     # on official, the CII rows bring CMCL's weight (the loss preset's is 0)
