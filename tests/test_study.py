@@ -151,3 +151,14 @@ def test_stored_numbers_name_their_dataset():
     assert "| `tab3/mii` | + MII | BUPTCampus | 68.2 | 68.5 | 68.8 | 65.9 |" in md
     assert "| `tab3/baseline` | Baseline | BUPTCampus | 61.2 | 58.6 | 61.7 | 57.3 |" in md
     assert "| `tab3/cpc` | + CPC | BUPTCampus | 63.6 | 62.6 | 64.4 | 61.2 |" in md
+
+
+def test_list_shows_every_new_variant_on_one_line(capsys):
+    study = _import("study")
+    assert study.main(["--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for name in ("cpcl/paper", "cpcl/memory", "cmcl/sii", "cmcl/lii", "cmcl/v2i", "cmcl/i2v",
+                 "baselines/pcl", "baselines/textual-prompts-xreid", "code/detach-mii",
+                 "code/imagenet-norm", "code/epoch-300"):
+        lines = [line for line in out if line.split() and line.split()[0] == name]
+        assert len(lines) == 1 and len(lines[0].split()) > 3, name
