@@ -88,6 +88,8 @@ def test_cmcl_branch_must_be_on_and_values_are_checked():
         _model(cmcl_directions="both-ways")
     with pytest.raises(ValueError, match="cmcl_branches"):
         _model(cmcl_branches="short")
+    with pytest.raises(ValueError, match="form"):
+        _model(use_memory=False, cpcl_form="printed")
     # without MII the sequence feature is the anchor whatever the branch option
     m = _model(use_sii=False, use_lii=False, cmcl_branches="lii", cmcl_directions="i2v")
     video, modality, labels = _batch()

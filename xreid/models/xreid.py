@@ -36,6 +36,7 @@ from torch import nn
 from xreid._validation import check_labels, check_positive_int, check_tensor, shape_str
 from xreid.constants import INFRARED, VISIBLE
 from xreid.layers.cross_modal import CrossModalInteraction
+from xreid.losses.cpcl import check_cpcl_form
 from xreid.layers.multi_granularity import MultiGranularityInteraction
 from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
@@ -194,6 +195,7 @@ class XReID(nn.Module):
                 raise ValueError(f"cmcl_branches: expected a branch that is on, got {branch!r} "
                                  f"with use_{branch}=False")
         check_positive_int(cfg.cii_depth, "cii_depth")
+        check_cpcl_form(cfg.cpcl_form)
         if not isinstance(cfg.memory_shared, bool):
             raise ValueError(f"memory_shared: expected a bool, got {cfg.memory_shared!r}")
         dim = int(backbone.embed_dim)
