@@ -36,8 +36,8 @@ from torch import nn
 from xreid._validation import check_labels, check_positive_int, check_tensor, shape_str
 from xreid.constants import INFRARED, VISIBLE
 from xreid.layers.cross_modal import CrossModalInteraction
-from xreid.losses.cpcl import check_cpcl_form
 from xreid.layers.multi_granularity import MultiGranularityInteraction
+from xreid.losses.cpcl import check_cpcl_form
 from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
