@@ -44,6 +44,7 @@ __all__ = [
     "remove_stale_dataset_temporaries",
     "resume_conflicts",
     "seed_everything",
+    "synthetic_root",
     "train_step",
     "truncate_log",
 ]
@@ -192,6 +193,15 @@ def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
     return removed
 
 
+def synthetic_root(cfg: TrainConfig) -> Path:
+    """Where the synthetic dataset lives: ``cfg.root``, else
+    ``<output_dir>/../data/synthetic-hitsz-vcm-seed<S>[-ids<train>-<test>]``."""
+    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
+    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
+        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    return Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
+
+
 def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
     from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
@@ -208,10 +218,7 @@ def build_reader(cfg: TrainConfig) -> Any:
         from xreid.data.folder import FolderVVI
 
         return FolderVVI(cfg.root)
-    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
-    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
-        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
-    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
+    root = synthetic_root(cfg)
     sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
     params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
     marker = root / ".xreid-complete"
