@@ -82,10 +82,19 @@ def test_variant_overrides():
     from xreid.engine.variants import get_variant
 
     overrides = get_variant("tab4/textual-prompts").overrides
-    assert overrides["prompts"] == {"enabled": True}
-    assert all(v is False for v in overrides["model"].values())
+    assert overrides["prompts"]["enabled"] is True
+    switches = ("use_memory", "use_sii", "use_lii", "use_cii")
+    assert all(overrides["model"][k] is False for k in switches)
     cfg = TrainConfig.from_preset("demo", variant="tab4/textual-prompts")
     assert cfg.prompts.enabled and cfg.model.use_memory is False and cfg.model.use_sii is False
+    # CLIP-ReID's stage-2 recipe (configs/person/vit_clipreid.yml, loss/make_loss.py)
+    assert (cfg.loss.id, cfg.loss.triplet, cfg.prompts.i2t_weight) == (0.25, 1.0, 1.0)
+    assert cfg.loss.label_smoothing == 0.1 and cfg.optim.classifier_lr_factor == 1.0
+    assert cfg.prompts.template == "A {modality} video of a X X X X person."
+    # the earlier reading is kept as a variant
+    old = TrainConfig.from_preset("demo", variant="baselines/textual-prompts-xreid")
+    assert old.prompts.enabled and old.prompts.template == "A photo of a X X X X person."
+    assert (old.loss.id, old.loss.label_smoothing) == (1.0, 0.0)
 
 
 # ---------------------------------------------------------------------------- stage 2 loss

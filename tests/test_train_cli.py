@@ -103,7 +103,7 @@ def test_a_flat_config_json_of_an_earlier_version_is_converted(tmp_path, capsys)
     assert d["optim"]["lr"] == 5e-4 and d["optim"]["epochs"] == 3
     assert d["model"]["sii_depth"] == 2 and d["model"]["hard_selection"] == "any"  # official
     assert d["model"]["use_cii"] is True  # the explicit value over the model preset
-    assert d["loss"]["frame_id"] == 1.0  # per frame 0.25 x 4 frames
+    assert d["loss"]["frame_id_per_frame"] == 0.25  # the old explicit weight was per frame
 
 
 def _write(path: Path, data: bytes) -> str:

@@ -116,7 +116,7 @@ def test_table3_and_table4_rows():
         "tab3/cpc": (True, "cross_modal", True),
     }
     for name, (memory, update, collab) in rows.items():
-        o = get_variant(name).overrides["model"]
+        o = get_variant(name).overrides.get("model", {})
         assert o["use_memory"] is memory, name
         assert o.get("hard_selection") == update and o.get("memory_collaboration") == collab
         assert not (o["use_sii"] or o["use_lii"] or o["use_cii"]), name
@@ -151,7 +151,7 @@ def test_every_variant_builds_and_trains_one_step(name):
     cfg = TrainConfig.from_preset("demo", variant=name, use_cameras=True, **TINY)
     torch.manual_seed(0)
     model = build_model(cfg, C, 2)
-    o = get_variant(name).overrides["model"]
+    o = get_variant(name).overrides.get("model", {})
     assert (model.memory is not None) == o.get("use_memory", True)
     has_mii = cfg.model.use_sii or cfg.model.use_lii
     assert (model.mii is not None) == has_mii

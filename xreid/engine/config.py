@@ -211,7 +211,8 @@ class TrainConfig:
             try:
                 section.validate()
             except ValueError as exc:
-                raise ValueError(f"{name}.{exc}") from None
+                where = f" (variant {self.variant})" if self.variant else ""
+                raise ValueError(f"{name}.{exc}{where}") from None
         check_choice("preset", self.preset, PRESET_NAMES)
         if self.variant is not None:
             check_choice("variant", self.variant, [v.name for v in list_variants()])

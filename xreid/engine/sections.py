@@ -112,7 +112,7 @@ _RENAMED = {
     "triplet_weight": "loss.triplet",
     "id_weight": "loss.id",
     "cmcl_weight": "loss.cmcl",
-    "frame_id_weight": "loss.frame_id",
+    "frame_id_weight": "loss.frame_id_per_frame",
     "text_prompts": "prompts.enabled",
     "text_weights": "prompts.text_weights",
     "prompt_stage1_epochs": "prompts.stage1_epochs",
@@ -121,6 +121,7 @@ _RENAMED = {
     "prompt_stage1_i2t": "prompts.stage1_i2t",
     "prompt_similarity": "prompts.similarity",
     "prompt_i2t_weight": "prompts.i2t_weight",
+    "prompt_template": "prompts.template",
 }
 _KEPT = {
     "data": ("dataset", "root", "synthetic_seed", "synthetic_train_ids", "synthetic_test_ids",
@@ -131,7 +132,8 @@ _KEPT = {
               "lii_stride", "sii_depth", "use_lii", "use_cii", "cii_query_residual",
               "cmcl_stop_gradient", "detach_mii", "use_sii", "sii_stride", "use_memory",
               "hard_selection", "memory_collaboration", "memory_momentum",
-              "memory_temperature", "freeze_patch_embed", "grad_checkpointing"),
+              "memory_temperature", "freeze_patch_embed", "grad_checkpointing", "cii_depth",
+              "cmcl_branches", "cmcl_directions", "cpcl_form", "memory_shared"),
     "loss": ("label_smoothing", "memory_init", "memory_batch_size"),
     "optim": ("epochs", "iters_per_epoch", "lr", "warmup_epochs", "warmup_factor",
               "milestones", "gamma", "weight_decay", "bias_lr_factor", "classifier_lr_factor",
@@ -155,7 +157,6 @@ def nested_from_flat(values: Mapping[str, Any]) -> dict[str, Any]:
     ``ValueError``."""
     out: dict[str, dict[str, Any]] = {}
     passed: dict[str, Any] = {}
-    frame_id_total = None
     for key, value in values.items():
         if key in SECTIONS or key in ("preset", "variant", "extra"):
             passed[key] = value
@@ -176,16 +177,9 @@ def nested_from_flat(values: Mapping[str, Any]) -> dict[str, Any]:
             if value is None and section in ("model", "loss") and _default_not_none(section,
                                                                                    name):
                 continue  # None: "the preset's value"
-            if key == "frame_id_weight":
-                frame_id_total = value  # per frame; converted below
-                continue
             out.setdefault(section, {})[name] = value
         else:
             raise ValueError(f"config: unknown option {key!r}")
-    if frame_id_total is not None:
-        # the old explicit weight applied per frame; the section holds the sum over T frames
-        frames = out.get("data", {}).get("num_frames", DataConfig.num_frames)
-        out.setdefault("loss", {})["frame_id"] = float(frame_id_total) * int(frames)
     merged: dict[str, Any] = dict(passed)
     for section, update in out.items():
         base = merged.get(section, {})

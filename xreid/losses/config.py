@@ -32,6 +32,8 @@ class LossConfig:
         id: weight of the identity cross-entropy.
         cmcl: weight of CMCL (Eq. 9).
         frame_id: weight of the frame-level identity loss, summed over the T frames.
+        frame_id_per_frame: the frame-level weight per frame; when set it replaces
+            ``frame_id / T`` (the flat ``frame_id_weight`` of earlier versions).
         margin: triplet margin.
         label_smoothing: label smoothing of the identity cross-entropies, in [0, 1).
         memory_init: CPC memory: once (paper) | every_epoch (authors' code).
@@ -43,6 +45,7 @@ class LossConfig:
     id: float = 1.0
     cmcl: float = 1.0
     frame_id: float = 0.0
+    frame_id_per_frame: float | None = None
     margin: float = 0.3
     label_smoothing: float = 0.0
     memory_init: str = "once"
@@ -53,12 +56,15 @@ class LossConfig:
         check_field_types(self)
         for name in ("cpcl", "triplet", "id", "cmcl", "frame_id", "margin"):
             check_range(name, getattr(self, name), 0.0)
+        check_range("frame_id_per_frame", self.frame_id_per_frame, 0.0, allow_none=True)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, hi_open=True)
         check_choice("memory_init", self.memory_init, MEMORY_INITS)
         check_range("memory_batch_size", self.memory_batch_size, 1)
 
     def build(self, num_frames: int) -> XReIDLoss:
         """The :class:`~xreid.XReIDLoss` of these weights for clips of ``num_frames`` frames."""
+        per_frame = self.frame_id_per_frame
+        frame_id = self.frame_id / num_frames if per_frame is None else per_frame
         return XReIDLoss(cpcl=self.cpcl, triplet=self.triplet, id=self.id, cmcl=self.cmcl,
-                         frame_id=self.frame_id / num_frames, margin=self.margin,
+                         frame_id=frame_id, margin=self.margin,
                          label_smoothing=self.label_smoothing)

@@ -14,9 +14,18 @@ from xreid.models.config import ModelConfig
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
 from xreid.models.spec import MODEL_SPEC_VERSION, build_from_spec, model_spec
-from xreid.models.xreid import CMCL_STOP_GRADIENTS, PRESETS, XReID, XReIDConfig
+from xreid.models.xreid import (
+    CMCL_BRANCHES,
+    CMCL_DIRECTIONS,
+    CMCL_STOP_GRADIENTS,
+    PRESETS,
+    XReID,
+    XReIDConfig,
+)
 
 __all__ = [
+    "CMCL_BRANCHES",
+    "CMCL_DIRECTIONS",
     "CMCL_STOP_GRADIENTS",
     "MODEL_SPEC_VERSION",
     "PRESETS",

@@ -59,6 +59,24 @@ class ModelConfig(XReIDConfig):
                 "backbone_heads": "num_heads"}
         return {v: getattr(self, k) for k, v in keys.items() if getattr(self, k) is not None}
 
+    def check_cii_changes_something(self) -> None:
+        """Refuse (``ValueError``, one line) a CII that cannot change the trained model.
+
+        CII's only loss is CMCL and inference never runs CII, so CII changes the model only
+        through CMCL's gradient into its inputs. With ``detach_mii`` (the ``official``
+        preset) the backbone tokens are constant to CII; without an MII branch the anchor is
+        the detached sequence feature, so CMCL reaches nothing but CII itself (Table 5 row 4
+        on ``official``): the run would equal the one without CII up to random numbers. (A
+        CMCL weight of 0 with CII built is allowed: it is the control of
+        ``docs/modules.md``.)
+        """
+        if not self.use_cii or not self.detach_mii or self.use_sii or self.use_lii:
+            return
+        raise ValueError(
+            "use_cii: with detach_mii true and no MII branch, CMCL reaches only CII, which "
+            "inference does not use, so CII changes nothing; set detach_mii false or turn on "
+            "use_sii/use_lii")
+
     def validate(self) -> None:
         """``ValueError`` naming the first invalid option (head options included)."""
         from xreid.backbones import list_backbones
@@ -73,6 +91,7 @@ class ModelConfig(XReIDConfig):
         check_range("camera_coef", self.camera_coef, 0.0)
         for name in ("patch_size", "embed_dim", "depth", "backbone_heads"):
             check_range(name, getattr(self, name), 1, allow_none=True)
+        self.check_cii_changes_something()
         dim, heads = self.embed_dim, self.backbone_heads
         if dim is not None and heads is not None and dim % heads:
             raise ValueError(f"embed_dim: expected a multiple of backbone_heads ({heads}), "

@@ -19,6 +19,7 @@ from __future__ import annotations
 from xreid.prompts.config import SIMILARITIES, STAGE1_I2T, PromptConfig
 from xreid.prompts.learner import (
     DEFAULT_TEMPLATE,
+    MODALITY_WORDS,
     PLACEHOLDER,
     PromptLearner,
     tokenize_template,
@@ -41,6 +42,7 @@ from xreid.prompts.text_tower import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "MODALITY_WORDS",
     "PLACEHOLDER",
     "SIMILARITIES",
     "STAGE1_I2T",

@@ -34,6 +34,8 @@ class PromptConfig:
         stage1_i2t: stage-1 image-to-text candidates: batch (CLIP-ReID) | all.
         similarity: image-text similarity: dot (CLIP-ReID) | cosine (x logit scale).
         i2t_weight: weight of the stage-2 image-to-text cross-entropy.
+        template: prompt text; the X words are learned, {modality} becomes visible/infrared
+            (the paper: 'A {modality} video of a X X X X person.').
     """
 
     enabled: bool = False
@@ -44,6 +46,7 @@ class PromptConfig:
     stage1_i2t: str = "batch"
     similarity: str = "dot"
     i2t_weight: float = 1.0
+    template: str = "A photo of a X X X X person."
 
     def validate(self) -> None:
         """``ValueError`` naming the first invalid option."""
@@ -56,3 +59,7 @@ class PromptConfig:
         check_choice("stage1_i2t", self.stage1_i2t, STAGE1_I2T)
         check_choice("similarity", self.similarity, SIMILARITIES)
         check_range("i2t_weight", self.i2t_weight, 0.0)
+        words = self.template.split()
+        if "X" not in words and "X." not in words:
+            raise ValueError(f"template: expected learned words 'X' (e.g. 'A photo of a "
+                             f"X X X X person.'), got {self.template!r}")
