@@ -126,8 +126,8 @@ def test_paper_form_reachable_from_model_and_config(tmp_path):
     assert net.memory is not None and net.memory.form == "paper"
     assert XReID(build_backbone("tiny", img_size=(32, 16)), 4).memory.form == "memory"
     cfg = TrainConfig.from_preset("demo", variant="cpcl/paper", root=str(tmp_path))
-    assert cfg.model_overrides()["cpcl_form"] == "paper"
-    assert get_variant("cpcl/memory").overrides["cpcl_form"] == "memory"
+    assert cfg.model.cpcl_form == "paper"
+    assert get_variant("cpcl/memory").overrides["model"]["cpcl_form"] == "memory"
     with pytest.raises(ValueError, match="cpcl_form"):
         TrainConfig.from_preset("demo", cpcl_form="printed", root=str(tmp_path))
 
