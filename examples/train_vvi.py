@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import sys
 import types
 import typing
@@ -261,7 +262,9 @@ def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from xreid.output_files import png_metadata
+
+    fig.savefig(path, dpi=120, metadata=png_metadata())
     plt.close(fig)
 
 
@@ -274,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     Exit codes: 0 success, 2 bad command line, 1 any other error.
     """
     ns = build_parser().parse_args(argv)  # argparse itself exits with 2 and a one-line error
+    from xreid.output_files import OutputRefused
+
     try:
         return run(ns)
     except KeyboardInterrupt:
@@ -284,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = error_message(exc)
         print(f"{PROG}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
+        return 2 if isinstance(exc, (UsageError, OutputRefused)) else 1
+    finally:
+        if getattr(ns, "run_lock", None) is not None:
+            ns.run_lock.release()
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -292,13 +300,25 @@ def run(ns: argparse.Namespace) -> int:
         raise UsageError("--eval-only needs --checkpoint PATH")
     if ns.resume and ns.eval_only:
         raise UsageError("--resume and --eval-only cannot be combined")
+    if ns.checkpoint and not ns.eval_only:
+        raise UsageError("--checkpoint is read only with --eval-only; pass --resume PATH to "
+                         "continue training it, or --weights PATH to start from its weights")
     saved = saved_config(ns)  # a missing or unreadable checkpoint is not a usage error
     try:
         cfg = make_config(ns, saved)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
+    from xreid.engine import run_folder
+
+    if ns.resume:  # continue where the checkpoint is (or in --output-dir), never elsewhere
+        cfg = dataclasses.replace(cfg, output_dir=str(run_folder.resume_output_dir(
+            ns.resume, output_dir=getattr(ns, "output_dir", None), overwrite=ns.overwrite)))
+    if int(os.environ.get("RANK", "0")) == 0:  # one run per folder, for the whole run
+        ns.run_lock = run_folder.acquire_run_lock(cfg.output_dir,
+                                                  break_stale=ns.overwrite or bool(ns.resume))
     prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
                        eval_only=ns.eval_only)
+    run_folder.check_run_pictures(cfg.output_dir, run_files=RUN_FILES, overwrite=ns.overwrite)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = Trainer(cfg, callbacks)
     want_tsne = ns.tsne if ns.tsne is not None else cfg.dataset == "synthetic"

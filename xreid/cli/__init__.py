@@ -3,6 +3,10 @@
 Subcommands: ``embed``, ``search``, ``show``, ``tsne``, ``export``, ``convert``
 (``xreid <subcommand> --help``). Errors are one line, ``xreid: error: ...``, exit status 1
 (2 for bad command-line usage); ``--debug`` shows the traceback.
+
+No command writes over one of its inputs, or over an existing file it did not write itself,
+unless ``--overwrite`` is given (:func:`xreid.output_files.check_output`); every output is
+written whole or not at all.
 """
 
 from __future__ import annotations
@@ -14,6 +18,34 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["build_parser", "main"]
+
+
+def _is_embeddings_of(checkpoint: str) -> Any:
+    """``is_ours`` for ``embed``: an embeddings file made from the same checkpoint file."""
+
+    def check(path: Path) -> bool:
+        from xreid.inference import load_embeddings
+        from xreid.output_files import same_file
+
+        try:
+            recorded = load_embeddings(path).meta.get("checkpoint")
+        except (ValueError, OSError):
+            return False
+        return recorded is not None and same_file(recorded, checkpoint)
+
+    return check
+
+
+def _is_search_output(path: Path) -> bool:
+    """``is_ours`` for ``search``: a JSON or CSV ranking in the layout ``search`` writes."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if path.suffix.lower() == ".csv":
+                return fh.readline().strip().startswith("query,rank,gallery,distance")
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"metric", "top_k", "results"} <= data.keys()
 
 
 def _device(name: str | None) -> str:
@@ -33,7 +65,10 @@ def cmd_embed(ns: argparse.Namespace) -> int:
 
     from xreid.data.folder import TrackletFolder
     from xreid.inference import embed_tracklets, load_model, save_embeddings
+    from xreid.output_files import check_output
 
+    check_output(ns.output, inputs=[ns.checkpoint, ns.input], overwrite=ns.overwrite,
+                 is_ours=_is_embeddings_of(ns.checkpoint))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         folder = TrackletFolder(ns.input, modality=ns.modality, skip_bad=ns.skip_bad)
@@ -94,13 +129,14 @@ def _metrics_line(q: Any, g: Any, remove_same_camera: bool) -> str | None:
 
 def cmd_search(ns: argparse.Namespace) -> int:
     from xreid.inference import search
+    from xreid.output_files import atomic_write, check_output
 
+    out = check_output(ns.output, inputs=[ns.query, ns.gallery], overwrite=ns.overwrite,
+                       is_ours=_is_search_output)
     q, g = _load_pair(ns.query, ns.gallery)
     res = search(q.embeddings, g.embeddings, ns.top_k, index=ns.index,
                  device=None if ns.index == "faiss" else _device(ns.device),
                  **({"nprobe": ns.nprobe} if ns.index == "faiss" else {}))
-    out = Path(ns.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for qi in range(len(q)):
         for r in range(res.indices.shape[1]):
@@ -113,21 +149,24 @@ def cmd_search(ns: argparse.Namespace) -> int:
                             if q.labelled and g.labelled else {})})
     if out.suffix.lower() == ".csv":
         import csv
+        import io
 
-        with open(out, "w", newline="") as fh:
-            fields = ["query", "rank", "gallery", "distance"]
-            if q.labelled and g.labelled:
-                fields.append("match")
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        fields = ["query", "rank", "gallery", "distance"]
+        if q.labelled and g.labelled:
+            fields.append("match")
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        data = text.getvalue()
     else:
         by_query: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             by_query.setdefault(row["query"], []).append(
                 {k: v for k, v in row.items() if k != "query"})
-        out.write_text(json.dumps({"metric": "euclidean (L2-normalised)", "index": ns.index,
-                                   "top_k": ns.top_k, "results": by_query}, indent=1) + "\n")
+        data = json.dumps({"metric": "euclidean (L2-normalised)", "index": ns.index,
+                           "top_k": ns.top_k, "results": by_query}, indent=1) + "\n"
+    atomic_write(out, lambda fh: fh.write(data.encode("utf-8")), what="--output")
     print(f"wrote {out}: top-{res.indices.shape[1]} of {len(g)} for {len(q)} queries")
     line = _metrics_line(q, g, ns.remove_same_camera)
     if line:
@@ -146,7 +185,10 @@ def cmd_show(ns: argparse.Namespace) -> int:
         tracklet_thumbnails,
     )
     from xreid.metrics import compute_distance
+    from xreid.output_files import check_output, is_xreid_png
 
+    check_output(ns.output, inputs=[ns.query, ns.gallery], overwrite=ns.overwrite,
+                 is_ours=is_xreid_png)
     q, g = _load_pair(ns.query, ns.gallery)
     labelled = q.labelled and g.labelled
     if ns.worst:
@@ -183,7 +225,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- tsne
 def cmd_tsne(ns: argparse.Namespace) -> int:
     from xreid.inference import EmbeddingSet, load_embeddings, plot_tsne
+    from xreid.output_files import check_output, is_xreid_png
 
+    check_output(ns.output, inputs=ns.embeddings, overwrite=ns.overwrite, is_ours=is_xreid_png)
     sets = [load_embeddings(p) for p in ns.embeddings]
     for p, s in zip(ns.embeddings, sets):
         if len(s) == 0:
@@ -198,11 +242,15 @@ def cmd_tsne(ns: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- export
 def cmd_export(ns: argparse.Namespace) -> int:
     from xreid.inference import ONNX_OPSET, export_onnx, load_model
+    from xreid.inference.export import is_xreid_onnx
+    from xreid.output_files import check_output
 
+    check_output(ns.output, inputs=[ns.checkpoint], overwrite=ns.overwrite,
+                 is_ours=is_xreid_onnx)
     loaded = load_model(ns.checkpoint, device="cpu")
     frames = ns.frames or loaded.preprocessing.num_frames
     export_onnx(loaded.model, ns.output, num_frames=frames,
-                img_size=loaded.preprocessing.img_size)
+                img_size=loaded.preprocessing.img_size, checkpoint=str(ns.checkpoint))
     h, w = loaded.preprocessing.img_size
     print(f"wrote {ns.output}: video (B, {frames}, 3, {h}, {w}) -> embedding "
           f"(B, {loaded.embedding_dim}), opset {ONNX_OPSET}; preprocessing: "
@@ -211,6 +259,12 @@ def cmd_export(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------- parser
+def _overwrite_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file that this command did not write "
+                   "(an output that is one of the inputs is always refused)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xreid", description="X-ReID after training: embed your own tracklets, search, "
@@ -233,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable tracklets with a warning instead of failing")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    _overwrite_flag(e)
     e.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("search", help="top-k gallery tracklets of each query -> .json/.csv")
@@ -246,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--remove-same-camera", action="store_true",
                    help="metrics: drop same-pid same-camera gallery entries (HITSZ-VCM rule)")
+    _overwrite_flag(s)
     s.set_defaults(func=cmd_search)
 
     w = sub.add_parser("show", help="ranked-results picture (.png)")
@@ -257,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--worst", type=int, default=0, help="the N queries with the lowest AP")
     w.add_argument("--frames", type=int, default=4, help="frames in each query strip")
     w.add_argument("--height", type=int, default=128, help="thumbnail height in pixels")
+    _overwrite_flag(w)
     w.set_defaults(func=cmd_show)
 
     t = sub.add_parser("tsne", help="t-SNE picture of embeddings (xreid[viz])")
@@ -265,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--title", default="t-SNE")
     t.add_argument("--perplexity", type=float, default=30.0)
     t.add_argument("--seed", type=int, default=0)
+    _overwrite_flag(t)
     t.set_defaults(func=cmd_tsne)
 
     x = sub.add_parser("export", help="export the inference embedder (xreid[export])")
@@ -273,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output", "-o", required=True)
     x.add_argument("--frames", type=int, default=None,
                    help="T of the exported clips (default: the training T)")
+    _overwrite_flag(x)
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("convert", help="convert pre-trained weights (as xreid-convert)",
@@ -309,4 +368,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"xreid: error: {message}", file=sys.stderr)
-        return 1
+        from xreid.output_files import OutputRefused
+
+        return 2 if isinstance(exc, OutputRefused) else 1

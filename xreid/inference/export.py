@@ -5,10 +5,15 @@ without the camera embedding; the batch axis is dynamic, T, H and W are fixed at
 (the positional embedding and the temporal interactions are built for them). Opset
 :data:`ONNX_OPSET`. Not exported: the training forward (losses, CII, classifiers, the CPC
 memory and its update), the camera embedding input, and clips of another length or size.
+
+The file carries the ONNX metadata entry ``xreid`` = :data:`ONNX_PRODUCER` (and ``checkpoint``
+when given), which is how ``xreid export`` recognises a file it may replace.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +22,13 @@ from torch import nn
 
 from xreid._torch_utils import eval_mode
 from xreid._validation import check_positive_int
+from xreid.output_files import atomic_write
 
-__all__ = ["ONNX_OPSET", "Embedder", "export_onnx"]
+__all__ = ["ONNX_OPSET", "ONNX_PRODUCER", "Embedder", "export_onnx", "is_xreid_onnx"]
 
 ONNX_OPSET = 18
+#: the value of the ``xreid`` metadata entry of every exported file
+ONNX_PRODUCER = "xreid.export"
 
 
 class Embedder(nn.Module):
@@ -35,7 +43,8 @@ class Embedder(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
-                img_size: tuple[int, int], batch_size: int = 2, optimize: bool = True) -> Path:
+                img_size: tuple[int, int], batch_size: int = 2, optimize: bool = True,
+                checkpoint: str | None = None) -> Path:
     """Export ``model.embed`` to ONNX at ``path`` (input ``video``, output ``embedding``).
 
     Args:
@@ -44,9 +53,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
         img_size: (H, W) of the exported frames.
         batch_size: batch of the example input (the exported batch axis is dynamic).
         optimize: run the ONNX graph optimiser after export (slower export, leaner graph).
+        checkpoint: recorded in the file's metadata.
+
+    The file is written whole or not at all (:func:`xreid.output_files.atomic_write`).
     """
     try:
-        import onnx  # noqa: F401 - fail early with the extra's name
+        import onnx
     except ImportError as exc:
         raise ImportError("ONNX export needs onnx: pip install 'xreid[export]'") from exc
     check_positive_int(num_frames, "num_frames")
@@ -59,6 +71,27 @@ def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
         "dynamic_shapes": {"video": {0: torch.export.Dim.DYNAMIC}},
         "dynamo": True, "verbose": False, "optimize": optimize,
     }
-    with eval_mode(embedder), torch.no_grad():
-        torch.onnx.export(embedder, (video,), str(path), **kwargs)
-    return path
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with eval_mode(embedder), torch.no_grad():
+            torch.onnx.export(embedder, (video,), tmp, **kwargs)
+        graph = onnx.load(tmp)
+        graph.metadata_props.add(key="xreid", value=ONNX_PRODUCER)
+        if checkpoint is not None:
+            graph.metadata_props.add(key="checkpoint", value=str(checkpoint))
+        data = graph.SerializeToString()
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return atomic_write(path, lambda fh: fh.write(data), what="--output")
+
+
+def is_xreid_onnx(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX file written by :func:`export_onnx`."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return False
+    return any(p.key == "xreid" and p.value == ONNX_PRODUCER for p in graph.metadata_props)

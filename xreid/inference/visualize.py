@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xreid.output_files import atomic_write, png_metadata
+
 __all__ = ["average_precisions", "draw_ranked_results", "plot_tsne", "tracklet_thumbnails"]
 
 GREEN = (40, 170, 60)
@@ -130,10 +132,13 @@ def draw_ranked_results(
             draw.text((x, y0), f"#{r + 1}", fill="black", font=font)
             draw.text((x, y + h + 2 * border + 2), f"{distances[qi, r]:.3f}", fill="black",
                       font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
-    return path
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in png_metadata().items():
+        info.add_text(key, value)
+    return atomic_write(path, lambda fh: canvas.save(fh, format="PNG", pnginfo=info),
+                        what="output")
 
 
 def average_precisions(distmat: torch.Tensor, query_pids: torch.Tensor,
@@ -197,8 +202,9 @@ def plot_tsne(embeddings: torch.Tensor | np.ndarray, pids: Sequence[int] | np.nd
                       label=lab) for m, lab in (("o", "visible"), ("^", "infrared"))]
     ax.legend(handles=handles, loc="best", title="colour = identity")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png",
+                                                         metadata=png_metadata()),
+                            what="output")
+    finally:
+        plt.close(fig)

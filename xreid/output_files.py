@@ -1,0 +1,165 @@
+"""Output files: written whole or not at all, never over an input, never over a user's file.
+
+Every command that writes a file goes through this module:
+
+* :func:`check_output` refuses an output path that is one of the command's inputs (the same
+  file by ``os.path.samefile``, or the same resolved path), and an existing file that the
+  command did not write (``is_ours(path)`` says which are ours) unless ``overwrite=True``;
+* :func:`atomic_write` writes through a temporary file ``.<name>.<random>.tmp`` in the output's
+  folder, fsyncs it, gives it the usual permissions (``0o666`` minus the umask) and renames it
+  over the output: a crash leaves the old file or the new one, never half a file;
+  :func:`remove_stale_temporaries` deletes such temporaries left by a killed process;
+* :func:`png_metadata` / :func:`is_xreid_png` mark and recognise the pictures xreid draws.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = [
+    "PNG_SOFTWARE",
+    "OutputRefused",
+    "atomic_write",
+    "check_output",
+    "current_umask",
+    "is_xreid_png",
+    "png_metadata",
+    "remove_stale_temporaries",
+    "same_file",
+]
+
+#: the PNG ``Software`` text of every picture xreid writes
+PNG_SOFTWARE = "xreid"
+
+#: torch's own wording for a failed write inside its zip writer (disk full, quota, I/O error)
+_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "inline_container")
+
+
+class OutputRefused(ValueError):
+    """An output path that would replace an input or a file the command did not write
+    (command-line tools exit with status 2 for it, as for any bad command line)."""
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether ``a`` and ``b`` name the same file (hard links and symlinks included)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist: compare the resolved paths
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def check_output(path: str | Path, *, inputs: Iterable[str | Path] = (),
+                 overwrite: bool = False, is_ours: Callable[[Path], bool] | None = None,
+                 what: str = "--output") -> Path:
+    """Refuse an output that is one of ``inputs`` or an existing file we did not write.
+
+    Raises:
+        OutputRefused: (a ``ValueError``) one line naming ``what``, the file and the reason.
+            Being one of the
+            inputs is refused even with ``overwrite``; an existing file is replaced only when
+            ``is_ours(path)`` is true or ``overwrite`` is set.
+    """
+    path = Path(path)
+    for src in inputs:
+        if same_file(path, src):
+            raise OutputRefused(f"{what}: {path} is one of the inputs ({src}); "
+                             "choose another output file")
+    if path.is_dir():
+        raise OutputRefused(f"{what}: {path} is a folder; expected a file name")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        if is_ours is None or not is_ours(path):
+            raise OutputRefused(f"{what}: {path} already exists and was not written by this "
+                             "command; pass --overwrite to replace it, or choose another file")
+    return path
+
+
+def current_umask() -> int:
+    """The process umask (read without changing it for longer than two system calls)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
+                 what: str = "checkpoint") -> Path:
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync, rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a truncated file.
+    The file gets the usual permissions (``0o666`` minus the umask). A failed write (disk full,
+    read-only folder) raises ``OSError`` naming ``path`` (never the temporary) and saying
+    whether a previous file is intact; ``what`` starts the message.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
+                      "nothing was changed") from exc
+    try:
+        os.chmod(tmp, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        failed_write = isinstance(exc, OSError) or (
+            isinstance(exc, RuntimeError) and any(w in str(exc) for w in _WRITE_FAILURES)
+        )
+        if failed_write:
+            code = getattr(exc, "errno", None) or errno.EIO
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            if code == errno.ENOSPC or (not isinstance(exc, OSError) and _disk_full(path)):
+                code, reason = errno.ENOSPC, os.strerror(errno.ENOSPC)
+            previous = (f"the previous {path.name} is intact" if path.exists()
+                        else f"no previous {path.name} existed")
+            raise OSError(code, f"{what}: could not write {path} ({reason}); "
+                          f"{previous}") from exc
+        raise
+    return path
+
+
+def _disk_full(path: Path) -> bool:
+    """Whether the file system of ``path`` has (almost) no space left (torch's zip writer
+    reports a full disk as ``unexpected pos``)."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete ``.<name>.*.tmp`` files left in ``folder`` by a killed :func:`atomic_write`."""
+    folder = Path(folder)
+    removed = []
+    if folder.is_dir():
+        for tmp in folder.glob(".*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    return removed
+
+
+def png_metadata() -> dict[str, str]:
+    """The PNG text chunks that mark a picture as xreid's (matplotlib ``savefig(metadata=)``)."""
+    return {"Software": PNG_SOFTWARE}
+
+
+def is_xreid_png(path: str | Path) -> bool:
+    """Whether ``path`` is a PNG that xreid wrote (its ``Software`` text is ``xreid``)."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.format == "PNG" and getattr(im, "text", {}).get("Software") == PNG_SOFTWARE
+    except Exception:
+        return False
