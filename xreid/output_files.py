@@ -5,16 +5,19 @@ Every command that writes a file goes through this module:
 * :func:`check_output` refuses an output path that is one of the command's inputs (the same
   file by ``os.path.samefile``, or the same resolved path), and an existing file that the
   command did not write (``is_ours(path)`` says which are ours) unless ``overwrite=True``;
-* :func:`atomic_write` writes through a temporary file ``.<name>.<random>.tmp`` in the output's
-  folder, fsyncs it, gives it the usual permissions (``0o666`` minus the umask) and renames it
-  over the output: a crash leaves the old file or the new one, never half a file;
-  :func:`remove_stale_temporaries` deletes such temporaries left by a killed process;
+* :func:`atomic_write` writes through a temporary file ``.<name>.<pid>.<random>.tmp`` in the
+  output's folder, fsyncs it, gives it the usual permissions (``0o666`` minus the umask) and
+  renames it over the output: a crash leaves the old file or the new one, never half a file.
+  Each write first deletes the temporaries of the same output left by a process that no
+  longer runs (a killed write); :func:`remove_stale_temporaries` deletes every temporary of a
+  folder (a run folder, under its lock);
 * :func:`png_metadata` / :func:`is_xreid_png` mark and recognise the pictures xreid draws.
 """
 
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -28,6 +31,7 @@ __all__ = [
     "check_output",
     "current_umask",
     "is_xreid_png",
+    "pid_alive",
     "png_metadata",
     "remove_stale_temporaries",
     "same_file",
@@ -78,6 +82,25 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path] = (),
     return path
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    """Delete ``.<name>.<pid>.*.tmp`` next to ``path`` whose process ``pid`` is gone."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and tmp.is_file() and not pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def current_umask() -> int:
     """The process umask (read without changing it for longer than two system calls)."""
     mask = os.umask(0o022)
@@ -97,7 +120,9 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _remove_dead_temporaries(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                                   dir=path.parent)
     except OSError as exc:
         raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
                       "nothing was changed") from exc

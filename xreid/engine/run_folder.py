@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xreid.output_files import OutputRefused, is_xreid_png, same_file
+from xreid.output_files import OutputRefused, is_xreid_png, pid_alive, same_file
 
 __all__ = [
     "LOCK_NAME",
@@ -32,7 +32,6 @@ __all__ = [
     "RunLocked",
     "acquire_run_lock",
     "check_run_pictures",
-    "pid_alive",
     "resume_output_dir",
 ]
 
@@ -44,17 +43,6 @@ RUN_PICTURES = ("cmc.png", "training_curve.png", "tsne_before.png", "tsne_after.
 
 class RunLocked(OutputRefused):
     """The run folder is in use by another process (or holds a stale lock)."""
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 @dataclass

@@ -71,7 +71,8 @@ def export_onnx(model: nn.Module, path: str | Path, *, num_frames: int,
         "dynamic_shapes": {"video": {0: torch.export.Dim.DYNAMIC}},
         "dynamo": True, "verbose": False, "optimize": optimize,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     os.close(fd)
     try:
         with eval_mode(embedder), torch.no_grad():
