@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import random
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,11 @@ from xreid.engine.checkpoint import (
 from xreid.engine.config import TrainConfig
 from xreid.engine.device import setup_device
 from xreid.engine.optim import build_optimizer, build_scheduler
+from xreid.engine.synthetic_root import (
+    prepare_synthetic_root,
+    remove_stale_dataset_temporaries,
+    synthetic_folder_name,
+)
 
 __all__ = [
     "RESUMABLE_OPTIONS",
@@ -170,32 +174,9 @@ def train_step(
     return dict(zip(terms, values.tolist(), strict=True))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else (or cannot tell): leave it alone
-    return True
-
-
-def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
-    """Delete ``<root>.tmp-<pid>/`` folders whose process is gone (a killed generation)."""
-    removed = []
-    if root.parent.is_dir():
-        for tmp in root.parent.glob(root.name + ".tmp-*"):
-            pid = tmp.name.rsplit(".tmp-", 1)[1]
-            if pid.isdigit() and tmp.is_dir() and not _pid_alive(int(pid)):
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(tmp)
-    return removed
-
-
 def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
-    from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
-    from xreid.data.synthetic import GENERATOR_VERSION
+    from xreid.data import HITSZVCM, BUPTCampus
 
     # min_len None: each reader's own default (HITSZ-VCM 12 as every published loader,
     # BUPTCampus 1 as the dataset authors' loader)
@@ -208,28 +189,10 @@ def build_reader(cfg: TrainConfig) -> Any:
         from xreid.data.folder import FolderVVI
 
         return FolderVVI(cfg.root)
-    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
-    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
-        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
-    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
     sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
     params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
-    marker = root / ".xreid-complete"
-    stamp = json.dumps({**params, "generator_version": GENERATOR_VERSION}, sort_keys=True)
-    if not marker.exists() or marker.read_text().strip() != stamp:
-        if root.exists() and any(root.iterdir()) and not marker.exists():
-            raise ValueError(
-                f"root: {root} exists and is not an xreid synthetic dataset (no "
-                f"{marker.name}); refusing to overwrite it — pass an empty or new folder"
-            )
-        # generate into a temporary sibling, then rename: a crash never leaves half a dataset
-        remove_stale_dataset_temporaries(root)
-        tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        make_synthetic_hitsz_vcm(tmp, **params)
-        (tmp / ".xreid-complete").write_text(stamp + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
+    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / synthetic_folder_name(params))
+    prepare_synthetic_root(root, params)  # other parameters: their own folder, or refused
     return HITSZVCM(root, **lengths)
 
 

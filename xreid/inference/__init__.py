@@ -19,7 +19,7 @@ from xreid.inference.embeddings import (
     load_embeddings,
     save_embeddings,
 )
-from xreid.inference.export import ONNX_OPSET, Embedder, export_onnx
+from xreid.inference.export import ONNX_OPSET, ONNX_PRODUCER, Embedder, export_onnx, is_xreid_onnx
 from xreid.inference.loading import (
     CHECKPOINT_FORMAT,
     LoadedModel,
@@ -40,6 +40,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "EMBEDDINGS_FORMAT",
     "ONNX_OPSET",
+    "ONNX_PRODUCER",
     "Embedder",
     "EmbeddingSet",
     "LoadedModel",
@@ -51,6 +52,7 @@ __all__ = [
     "exact_search",
     "export_onnx",
     "faiss_search",
+    "is_xreid_onnx",
     "load_embeddings",
     "load_model",
     "plot_tsne",
