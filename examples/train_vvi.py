@@ -174,10 +174,12 @@ def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool, eval_only: b
     if not found:
         return
     if not overwrite:
+        resume = (f"pass --resume {out / 'checkpoint.pt'} to continue it, "
+                  if (out / "checkpoint.pt").exists()
+                  else "it wrote no checkpoint, so it cannot be resumed; pass ")
         raise UsageError(
-            f"--output-dir {out} already holds a run ({', '.join(found)}); pass --resume "
-            f"{out / 'checkpoint.pt'} to continue it, --overwrite to replace it, or another "
-            "--output-dir"
+            f"--output-dir {out} already holds a run ({', '.join(found)}); {resume}"
+            "--overwrite to replace it, or another --output-dir"
         )
     for name in REPLACED_FILES:
         (out / name).unlink(missing_ok=True)
@@ -309,6 +311,7 @@ def run(ns: argparse.Namespace) -> int:
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
     from xreid.engine import run_folder
+    from xreid.output_files import remove_stale_temporaries
 
     if ns.resume:  # continue where the checkpoint is (or in --output-dir), never elsewhere
         cfg = dataclasses.replace(cfg, output_dir=str(run_folder.resume_output_dir(
@@ -316,6 +319,7 @@ def run(ns: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:  # one run per folder, for the whole run
         ns.run_lock = run_folder.acquire_run_lock(cfg.output_dir,
                                                   break_stale=ns.overwrite or bool(ns.resume))
+    remove_stale_temporaries(cfg.output_dir)  # of a killed write, under the lock: not another run's
     prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
                        eval_only=ns.eval_only)
     run_folder.check_run_pictures(cfg.output_dir, run_files=RUN_FILES, overwrite=ns.overwrite)

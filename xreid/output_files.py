@@ -126,30 +126,55 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
     except OSError as exc:
         raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
                       "nothing was changed") from exc
+    recorder = _RecordingFile()
     try:
         os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as fh:
-            write(fh)
+            recorder.fh = fh
+            write(recorder)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
+        full = _disk_full(path)  # before the temporary is removed
         if os.path.exists(tmp):
             os.unlink(tmp)
-        failed_write = isinstance(exc, OSError) or (
-            isinstance(exc, RuntimeError) and any(w in str(exc) for w in _WRITE_FAILURES)
+        cause = recorder.error if recorder.error is not None else exc
+        failed_write = isinstance(cause, OSError) or (
+            isinstance(cause, RuntimeError) and any(w in str(cause) for w in _WRITE_FAILURES)
         )
         if failed_write:
-            code = getattr(exc, "errno", None) or errno.EIO
-            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-            if code == errno.ENOSPC or (not isinstance(exc, OSError) and _disk_full(path)):
+            code = getattr(cause, "errno", None) or errno.EIO
+            reason = getattr(cause, "strerror", None) or str(cause).splitlines()[0]
+            if code == errno.ENOSPC or (not isinstance(cause, OSError) and full):
                 code, reason = errno.ENOSPC, os.strerror(errno.ENOSPC)
+            elif not isinstance(cause, OSError):  # torch's zip writer: no OS reason given
+                reason = "the write failed"
             previous = (f"the previous {path.name} is intact" if path.exists()
                         else f"no previous {path.name} existed")
             raise OSError(code, f"{what}: could not write {path} ({reason}); "
                           f"{previous}") from exc
         raise
     return path
+
+
+class _RecordingFile:
+    """A binary file that remembers the ``OSError`` of a failed write (torch's zip writer
+    replaces it by its own ``unexpected pos`` message)."""
+
+    def __init__(self) -> None:
+        self.fh: BinaryIO | None = None
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)  # type: ignore[union-attr]
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.fh, name)
 
 
 def _disk_full(path: Path) -> bool:

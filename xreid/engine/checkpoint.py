@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from xreid._validation import load_error_reason
+from xreid.checkpoint_digest import seal, verify_digest
 from xreid.output_files import (
     atomic_write,
     current_umask,
@@ -46,6 +47,8 @@ def error_message(exc: BaseException) -> str:
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save(obj)`` through :func:`xreid.output_files.atomic_write` (same guarantees
     and errors)."""
+    if isinstance(obj, dict) and "model" in obj:  # a checkpoint: store its content hash
+        obj = seal(obj)
     return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
@@ -73,6 +76,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint: {path} is not an xreid training checkpoint "
                          "(no 'model' entry)")
+    verify_digest(state, path)
     return state
 
 
