@@ -90,16 +90,43 @@ def cmd_embed(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------- search
-def _load_pair(query: str, gallery: str) -> tuple[Any, Any]:
+def _warn(message: str) -> None:
+    print(f"xreid: warning: {message}", file=sys.stderr)
+
+
+def _load_pair(query: str, gallery: str, *, allow_mixed: bool = False) -> tuple[Any, Any]:
+    """Both embeddings files, checked before anything is written: not empty, finite, of one
+    size and one checkpoint (unless ``allow_mixed``); warnings for all-zero embeddings and for
+    tracklets that are in both files."""
+    import torch
+
     from xreid.inference import load_embeddings
+    from xreid.output_files import same_file
 
     q, g = load_embeddings(query), load_embeddings(gallery)
     for name, e in ((query, q), (gallery, g)):
         if len(e) == 0:
             raise ValueError(f"embeddings: {name} has no entries")
+        bad = (~torch.isfinite(e.embeddings)).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            names = ", ".join(e.names[i] for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+            raise ValueError(f"embeddings: {name} holds NaN or infinite values in {len(bad)} "
+                             f"of {len(e)} tracklets ({names}); refusing to rank them")
+        zero = int((e.embeddings == 0).all(dim=1).sum())
+        if zero:
+            _warn(f"{name}: {zero} of {len(e)} embeddings are all zero (a blank input or a "
+                  "broken model?); their distances carry no information")
     if q.dim != g.dim:
         raise ValueError(f"embeddings: {query} has size {q.dim} but {gallery} has {g.dim}; "
                          "embed both with the same checkpoint")
+    qc, gc = q.meta.get("checkpoint"), g.meta.get("checkpoint")
+    if qc and gc and qc != gc and not same_file(qc, gc) and not allow_mixed:
+        raise ValueError(f"embeddings: {query} was made with the checkpoint {qc} but {gallery} "
+                         f"with {gc}; embed both with one checkpoint, or pass --allow-mixed")
+    shared = set(filter(None, q.sources)) & set(filter(None, g.sources))
+    if shared:
+        _warn(f"{len(shared)} tracklets are in both the query and the gallery file (same "
+              "source); each matches itself at distance 0, which inflates R1 and mAP")
     return q, g
 
 
@@ -133,7 +160,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
 
     out = check_output(ns.output, inputs=[ns.query, ns.gallery], overwrite=ns.overwrite,
                        is_ours=_is_search_output)
-    q, g = _load_pair(ns.query, ns.gallery)
+    q, g = _load_pair(ns.query, ns.gallery, allow_mixed=ns.allow_mixed)
     res = search(q.embeddings, g.embeddings, ns.top_k, index=ns.index,
                  device=None if ns.index == "faiss" else _device(ns.device),
                  **({"nprobe": ns.nprobe} if ns.index == "faiss" else {}))
@@ -189,7 +216,7 @@ def cmd_show(ns: argparse.Namespace) -> int:
 
     check_output(ns.output, inputs=[ns.query, ns.gallery], overwrite=ns.overwrite,
                  is_ours=is_xreid_png)
-    q, g = _load_pair(ns.query, ns.gallery)
+    q, g = _load_pair(ns.query, ns.gallery, allow_mixed=ns.allow_mixed)
     labelled = q.labelled and g.labelled
     if ns.worst:
         if not labelled:
@@ -265,6 +292,11 @@ def _overwrite_flag(p: argparse.ArgumentParser) -> None:
                    "(an output that is one of the inputs is always refused)")
 
 
+def _allow_mixed_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="accept query and gallery embeddings of two different checkpoints")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xreid", description="X-ReID after training: embed your own tracklets, search, "
@@ -302,6 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--remove-same-camera", action="store_true",
                    help="metrics: drop same-pid same-camera gallery entries (HITSZ-VCM rule)")
     _overwrite_flag(s)
+    _allow_mixed_flag(s)
     s.set_defaults(func=cmd_search)
 
     w = sub.add_parser("show", help="ranked-results picture (.png)")
@@ -314,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--frames", type=int, default=4, help="frames in each query strip")
     w.add_argument("--height", type=int, default=128, help="thumbnail height in pixels")
     _overwrite_flag(w)
+    _allow_mixed_flag(w)
     w.set_defaults(func=cmd_show)
 
     t = sub.add_parser("tsne", help="t-SNE picture of embeddings (xreid[viz])")
