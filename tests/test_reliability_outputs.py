@@ -166,6 +166,11 @@ def test_embeddings_file_mode_follows_the_umask_and_leaves_no_temporary(env, tmp
         os.umask(old)
     assert (out.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["e.safetensors"]
+    # a killed embed left its temporary: the next embed of that output removes it
+    killed = tmp_path / f".e.safetensors.{DEAD_PID}.k1ll3d.tmp"
+    killed.write_bytes(b"partial")
+    assert main(["embed", str(env["ckpt"]), str(env["q"]), "-o", str(out), "--quiet"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["e.safetensors"]
 
 
 # ------------------------------------------------------------------------ search / show

@@ -133,3 +133,17 @@ def test_camera_coef_nan_and_complex_cmcl_inputs_are_refused():
         CrossModalConstraintLoss()(a, a)
     with pytest.raises(ValueError, match="b: expected a floating-point"):
         CrossModalConstraintLoss()(torch.randn(3, 4), torch.ones(3, 4, dtype=torch.long))
+
+
+def test_query_idx_listing_visible_rows_is_refused(tmp_path):
+    root = make_synthetic_hitsz_vcm(tmp_path / "V", num_train_ids=3, num_test_ids=2,
+                                    img_size=(16, 8), seed=0)
+    info = root / "info"
+    rows = (info / "track_test_info.txt").read_text().splitlines()
+    visible = [i + 1 for i, r in enumerate(rows) if r.split()[0] == "2"]
+    queries = (info / "query_IDX.txt").read_text().split()
+    (info / "query_IDX.txt").write_text(" ".join([*queries, str(visible[0])]) + "\n")
+    with pytest.raises(DataError, match=rf"query_IDX.txt: lists 1 visible rows of "
+                                        rf"track_test_info.txt \(rows {visible[0]}\); the I2V "
+                                        "queries must be infrared rows"):
+        HITSZVCM(root, min_len=1)
