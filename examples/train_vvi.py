@@ -319,7 +319,7 @@ def run(ns: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) == 0:  # one run per folder, for the whole run
         ns.run_lock = run_folder.acquire_run_lock(cfg.output_dir,
                                                   break_stale=ns.overwrite or bool(ns.resume))
-    remove_stale_temporaries(cfg.output_dir)  # of a killed write, under the lock: not another run's
+        remove_stale_temporaries(cfg.output_dir)  # a killed write's, under the lock
     prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
                        eval_only=ns.eval_only)
     run_folder.check_run_pictures(cfg.output_dir, run_files=RUN_FILES, overwrite=ns.overwrite)
