@@ -230,6 +230,7 @@ def test_cli_resume_skips_stage1_and_eval_only(tmp_path):
     assert torch.equal(resumed["prompts"]["text_features"], ck["prompts"]["text_features"])
     # evaluation only
     assert train_vvi.main([*args, "--eval-only", "--checkpoint", str(out / "checkpoint.pt")]) == 0
-    evaluated = json.loads((out / "metrics_eval.json").read_text())
+    (eval_dir,) = out.glob("eval-*")  # a folder of its own inside the run
+    evaluated = json.loads((eval_dir / "metrics_eval.json").read_text())
     after = json.loads((out / "metrics.json").read_text())["after"]
     assert evaluated["eval"] == after

@@ -27,7 +27,7 @@ from xreid.engine.run_folder import (
 )
 from xreid.engine.trainer import build_model
 from xreid.inference import load_embeddings
-from xreid.inference.export import ONNX_PRODUCER, is_xreid_onnx
+from xreid.inference.export import is_xreid_onnx
 from xreid.output_files import (
     OutputRefused,
     atomic_write,
@@ -242,7 +242,7 @@ def test_is_xreid_onnx_reads_the_metadata_entry(tmp_path):
     model = helper.make_model(graph)
     plain, ours = tmp_path / "plain.onnx", tmp_path / "ours.onnx"
     onnx.save(model, str(plain))
-    model.metadata_props.add(key="xreid", value=ONNX_PRODUCER)
+    model.metadata_props.add(key="xreid.version", value="0.2.0")
     onnx.save(model, str(ours))
     assert is_xreid_onnx(ours) and not is_xreid_onnx(plain)
     assert not is_xreid_onnx(tmp_path / "missing.onnx")

@@ -10,7 +10,7 @@ import pytest
 
 import xreid.data.synthetic as synthetic
 from xreid.engine.config import TrainConfig
-from xreid.engine.synthetic_root import prepare_synthetic_root, synthetic_folder_name
+from xreid.engine.synthetic_cache import prepare_synthetic_root, synthetic_folder_name
 from xreid.engine.trainer import build_reader
 
 

@@ -38,7 +38,7 @@ from xreid.engine.run_folder import (
     check_run_pictures,
     resume_output_dir,
 )
-from xreid.engine.synthetic_root import (
+from xreid.engine.synthetic_cache import (
     MARKER,
     prepare_synthetic_root,
     synthetic_folder_name,
@@ -54,6 +54,7 @@ from xreid.engine.trainer import (
     remove_stale_dataset_temporaries,
     resume_conflicts,
     seed_everything,
+    synthetic_root,
     train_step,
     truncate_log,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "stage1_lr",
     "study_variants",
     "synthetic_folder_name",
+    "synthetic_root",
     "synthetic_stamp",
     "train_step",
     "truncate_log",

@@ -32,7 +32,7 @@ from xreid.engine.checkpoint import (
 from xreid.engine.config import TrainConfig
 from xreid.engine.device import setup_device
 from xreid.engine.optim import build_optimizer, build_scheduler
-from xreid.engine.synthetic_root import (
+from xreid.engine.synthetic_cache import (
     prepare_synthetic_root,
     remove_stale_dataset_temporaries,
     synthetic_folder_name,
@@ -48,6 +48,7 @@ __all__ = [
     "remove_stale_dataset_temporaries",
     "resume_conflicts",
     "seed_everything",
+    "synthetic_root",
     "train_step",
     "truncate_log",
 ]
@@ -174,6 +175,19 @@ def train_step(
     return dict(zip(terms, values.tolist(), strict=True))
 
 
+def _synthetic_params(cfg: TrainConfig) -> dict[str, Any]:
+    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
+    return {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
+
+
+def synthetic_root(cfg: TrainConfig) -> Path:
+    """Where the synthetic dataset lives: ``cfg.root``, else
+    ``<output_dir>/../data/<synthetic_folder_name(...)>`` (one folder per set of parameters
+    and generator version)."""
+    name = synthetic_folder_name(_synthetic_params(cfg))
+    return Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
+
+
 def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
     from xreid.data import HITSZVCM, BUPTCampus
@@ -189,10 +203,8 @@ def build_reader(cfg: TrainConfig) -> Any:
         from xreid.data.folder import FolderVVI
 
         return FolderVVI(cfg.root)
-    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
-    params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
-    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / synthetic_folder_name(params))
-    prepare_synthetic_root(root, params)  # other parameters: their own folder, or refused
+    root = synthetic_root(cfg)
+    prepare_synthetic_root(root, _synthetic_params(cfg))  # other parameters: refused
     return HITSZVCM(root, **lengths)
 
 
