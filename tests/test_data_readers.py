@@ -102,7 +102,7 @@ class TestHITSZVCM:
         assert {t.pid for t in i2v_q}.isdisjoint({t.pid for t in ds.train})
         assert HITSZVCM.eval_remove_same_camera is True and HITSZVCM.name == "hitsz-vcm"
 
-    def test_query_idx_any_whitespace_and_lines_and_no_modality_check(
+    def test_query_idx_any_whitespace_and_lines_and_a_visible_row_is_refused(
             self, vcm_root: Path, tmp_path: Path) -> None:
         root = _clone(vcm_root, tmp_path / "r")
         idx = (root / "info/query_IDX.txt").read_text().split()
@@ -113,13 +113,13 @@ class TestHITSZVCM:
         assert HITSZVCM(root).query("i2v") == [
             Tracklet(tuple(f.replace(str(vcm_root), str(root)) for f in t.frames), t.pid,
                      t.camera, t.modality) for t in base.query("i2v")]
-        # the split is made by the index file only: list one visible row too
+        # a visible row in the index would make a visible I2V query: refused, naming the row
         rows = _reference_vcm(root, "test")
         rgb_row = next(i for i, r in enumerate(rows) if r[0] == 2 and r[3] >= 12)
         (root / "info/query_IDX.txt").write_text(" ".join([*idx, str(rgb_row + 1)]) + "\n")
-        ds = HITSZVCM(root)
-        assert sum(t.modality == VISIBLE for t in ds.query("i2v")) == 1
-        assert len(ds.query("i2v")) == len(base.query("i2v")) + 1
+        with pytest.raises(DataError, match=rf"query_IDX.txt: lists 1 visible rows .*rows "
+                                            rf"{rgb_row + 1}\).*infrared"):
+            HITSZVCM(root)
 
     def test_min_len_filter_counts(self, vcm_root: Path) -> None:
         rows = {s: _reference_vcm(vcm_root, s) for s in ("train", "test")}

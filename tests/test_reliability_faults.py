@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from xreid.data.build import remove_stale_dataset_temporaries
+from xreid.data.synthetic_cache import remove_stale_dataset_temporaries
 from xreid.engine import TrainConfig, build_trainer, load_checkpoint
 from xreid.engine.build import setup_distributed
 from xreid.engine.checkpoint import (

@@ -127,7 +127,7 @@ def _write(path: Path, data: bytes) -> str:
     (["--bogus", "1"], "unrecognized arguments: --bogus"),
     (["--preset", "nope"], "argument --preset: invalid choice"),
     (["--variant", "tab9/1"], "variant: unknown name 'tab9/1'"),
-    (["--checkpoint", "x.pt"], "--checkpoint is read by --eval-only only"),
+    (["--checkpoint", "x.pt"], "--checkpoint is read only with --eval-only"),
 ])
 def test_bad_command_lines_are_one_line_exit_2(argv, message, capsys):
     code, _out, err = run(["--print-config", *argv], capsys)

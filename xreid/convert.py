@@ -50,8 +50,8 @@ def convert_checkpoint(
 ) -> dict[str, str]:
     """Convert ``src`` to a float32 safetensors file ``dst``; returns the written metadata.
 
-    Raises ``ValueError`` for an unknown format, an unrecognised checkpoint or an
-    ``img_size`` that is not a multiple of the patch size.
+    Raises ``ValueError`` for an unknown format, an unrecognised checkpoint, an
+    ``img_size`` that is not a multiple of the patch size, or a ``dst`` that is ``src``.
     """
     from safetensors.torch import save
 
@@ -63,8 +63,9 @@ def convert_checkpoint(
         resample_pos_embed,
         to_canonical,
     )
-    from xreid.engine.checkpoint import atomic_write
+    from xreid.output_files import atomic_write, check_output
 
+    check_output(dst, inputs=[src], overwrite=True, what="output")
     if fmt not in FORMATS:
         raise ValueError(f"fmt: expected one of {FORMATS}, got {fmt!r}")
     if keep_text and fmt != "openclip":
@@ -160,14 +161,28 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-text", action="store_true",
         help="also keep CLIP's text tower (needs --format openclip; for --text-prompts)",
     )
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing OUTPUT that xreid-convert did not write")
     p.add_argument("--debug", action="store_true",
                    help="show the full Python traceback of an error")
     return p
 
 
+def is_converted_weights(path: Path) -> bool:
+    """Whether ``path`` is a safetensors file written by :func:`convert_checkpoint`."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("producer") == "xreid.convert"
+    except Exception:
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point (``xreid-convert``); returns the process exit code."""
     from xreid.engine.checkpoint import error_message
+    from xreid.output_files import OutputRefused, check_output
 
     args = _parser().parse_args(argv)
     if args.upgrade:
@@ -183,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.output} (training checkpoint of this version)")
         return 0
     try:
+        check_output(args.output, inputs=[args.input], overwrite=args.overwrite,
+                     is_ours=is_converted_weights, what="output")
         meta = convert_checkpoint(
             args.input,
             args.output,
@@ -195,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = error_message(e)
         print(f"xreid-convert: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, OutputRefused) else 1
     grid = meta.get("grid_size", "unknown").replace(",", "x")
     print(
         f"wrote {args.output} (format {meta['format']}, from {meta['source_format']}, "

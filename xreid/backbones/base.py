@@ -24,6 +24,7 @@ used by :mod:`xreid.backbones.weights`.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -91,6 +92,8 @@ class FrameEncoder(nn.Module):
         )
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.num_cameras = int(num_cameras)
+        if not math.isfinite(float(camera_coef)):
+            raise ValueError(f"camera_coef: expected a finite number, got {camera_coef!r}")
         self.camera_coef = float(camera_coef)
         self.grad_checkpointing = False
         if self.num_cameras > 0:

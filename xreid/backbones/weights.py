@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from xreid._validation import load_error_reason
+from xreid.checkpoint_digest import verify_digest
 
 if TYPE_CHECKING:  # pragma: no cover
     from xreid.backbones.base import FrameEncoder
@@ -252,7 +253,31 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             + (" (it holds Python objects other than tensors; nothing in the file was "
                "executed)" if blocked else "") + f": {reason}"
         ) from e
-    return _state_dict_of(obj, source), {}
+    verify_digest(obj, p)
+    state = _state_dict_of(obj, source)
+    return state, _training_checkpoint_grid(obj, state)
+
+
+def _training_checkpoint_grid(obj: Any, state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{"grid_size": "gh,gw"}`` of an xreid training checkpoint: its configuration records
+    the frame size, its patch-embedding weight the patch size (``{}`` for other files)."""
+    if not isinstance(obj, Mapping) or not isinstance(obj.get("config"), Mapping):
+        return {}
+    spec = obj.get("model_spec")
+    if isinstance(spec, Mapping) and isinstance(spec.get("patch_grid"), (list, tuple)):
+        gh, gw = spec["patch_grid"]  # this version records the grid with the model
+        return {"grid_size": f"{int(gh)},{int(gw)}"}
+    config = obj["config"]
+    data = config.get("data")  # nested by section in this version, flat before
+    size = (data if isinstance(data, Mapping) else config).get("img_size")
+    weight = next((v for k, v in state.items()
+                   if k.endswith("patch_embed.proj.weight") or k.endswith("conv1.weight")),
+                  None)
+    if weight is None or weight.ndim != 4 or not isinstance(size, (list, tuple)) or len(
+            size) != 2:
+        return {}
+    (h, w), (ph, pw) = size, weight.shape[-2:]
+    return {"grid_size": f"{int(h) // ph},{int(w) // pw}"}
 
 
 def to_canonical(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:

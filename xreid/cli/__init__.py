@@ -4,6 +4,9 @@ Subcommands: ``embed``, ``search``, ``show``, ``tsne``, ``export``, ``index buil
 ``serve``, ``convert`` (``xreid <subcommand> --help``; ``xreid --version``). Errors are one
 line, ``xreid: error: ...``, exit status 1 (2 for bad command-line usage); ``--debug`` shows
 the traceback.
+
+No command writes over one of its inputs, or over an existing file it did not write itself
+unless ``--overwrite`` is given (:func:`xreid.output_files.check_output`, exit status 2).
 """
 
 from __future__ import annotations
@@ -53,13 +56,36 @@ def _device(name: str | None) -> str:
     return name
 
 
-def _not_an_input(output: str, *inputs: str | None) -> None:
-    """Refuse an ``--output`` that is one of the command's input files."""
-    out = Path(output).resolve()
-    for src in inputs:
-        if src and Path(src).resolve() == out:
-            raise ValueError(f"--output: {output} is an input of this command; choose another "
-                             "file")
+def _is_embeddings_of(checkpoint: str) -> Any:
+    """``is_ours`` for ``embed``: an embeddings file made from the same checkpoint file."""
+
+    def check(path: Path) -> bool:
+        from xreid.inference import load_embeddings
+        from xreid.output_files import same_file
+
+        try:
+            recorded = load_embeddings(path).meta.get("checkpoint")
+        except (ValueError, OSError):
+            return False
+        return recorded is not None and same_file(recorded, checkpoint)
+
+    return check
+
+
+def _is_search_output(path: Path) -> bool:
+    """``is_ours`` for ``search``: a JSON or CSV ranking in the layout ``search`` writes."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if path.suffix.lower() == ".csv":
+                return fh.readline().strip().startswith("query,rank,gallery,distance")
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"metric", "top_k", "results"} <= data.keys()
+
+
+def _inputs(*paths: str | None) -> list[str]:
+    return [p for p in paths if p]
 
 
 # ---------------------------------------------------------------------------------- embed
@@ -71,7 +97,10 @@ def cmd_embed(ns: argparse.Namespace) -> int:
 
     from xreid.data.folder import TrackletFolder
     from xreid.inference import embed_tracklets, load_model, save_embeddings
+    from xreid.output_files import check_output
 
+    check_output(ns.output, inputs=[ns.checkpoint, ns.input], overwrite=ns.overwrite,
+                 is_ours=_is_embeddings_of(ns.checkpoint))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         folder = TrackletFolder(ns.input, modality=ns.modality, skip_bad=ns.skip_bad)
@@ -95,16 +124,57 @@ def cmd_embed(ns: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------- search
-def _load_pair(query: str, gallery: str) -> tuple[Any, Any]:
+def _warn(message: str) -> None:
+    print(f"xreid: warning: {message}", file=sys.stderr)
+
+
+def _check_embeddings(name: str, e: Any) -> None:
+    """Refuse an empty file or NaN/inf embeddings; warn about all-zero embeddings."""
+    import torch
+
+    if len(e) == 0:
+        raise ValueError(f"embeddings: {name} has no entries")
+    bad = (~torch.isfinite(e.embeddings)).any(dim=1).nonzero().flatten().tolist()
+    if bad:
+        names = ", ".join(e.names[i] for i in bad[:3]) + (", ..." if len(bad) > 3 else "")
+        raise ValueError(f"embeddings: {name} holds NaN or infinite values in {len(bad)} "
+                         f"of {len(e)} tracklets ({names}); refusing to rank them")
+    zero = int((e.embeddings == 0).all(dim=1).sum())
+    if zero:
+        _warn(f"{name}: {zero} of {len(e)} embeddings are all zero (a blank input or a "
+              "broken model?); their distances carry no information")
+
+
+def _check_same_model(query: str, q: Any, gallery: str, g: Any, allow_mixed: bool) -> None:
+    """Refuse embeddings of two checkpoints (unless ``allow_mixed``); warn about tracklets
+    that are in both sets."""
+    from xreid.output_files import same_file
+
+    qs, gs = q.meta.get("checkpoint_sha256"), g.meta.get("checkpoint_sha256")
+    qc, gc = q.meta.get("checkpoint"), g.meta.get("checkpoint")
+    differ = (qs != gs) if (qs and gs) else bool(qc and gc and qc != gc
+                                                  and not same_file(qc, gc))
+    if differ and not allow_mixed:
+        raise ValueError(f"embeddings: {query} was made with the checkpoint {qc} but {gallery} "
+                         f"with {gc}; embed both with one checkpoint, or pass --allow-mixed")
+    shared = set(filter(None, q.sources)) & set(filter(None, g.sources))
+    if shared:
+        _warn(f"{len(shared)} tracklets are in both the query and the gallery file (same "
+              "source); each matches itself at distance 0, which inflates R1 and mAP")
+
+
+def _load_pair(query: str, gallery: str, *, allow_mixed: bool = False) -> tuple[Any, Any]:
+    """Both embeddings files, checked before anything is written: not empty, finite, of one
+    size and one checkpoint (unless ``allow_mixed``)."""
     from xreid.inference import load_embeddings
 
     q, g = load_embeddings(query), load_embeddings(gallery)
     for name, e in ((query, q), (gallery, g)):
-        if len(e) == 0:
-            raise ValueError(f"embeddings: {name} has no entries")
+        _check_embeddings(name, e)
     if q.dim != g.dim:
         raise ValueError(f"embeddings: {query} has size {q.dim} but {gallery} has {g.dim}; "
                          "embed both with the same checkpoint")
+    _check_same_model(query, q, gallery, g, allow_mixed)
     return q, g
 
 
@@ -179,10 +249,13 @@ def cmd_search(ns: argparse.Namespace) -> int:
         search,
         top_k_of,
     )
+    from xreid.output_files import atomic_write, check_output
 
     rerank = _rerank_cli_values(ns.rerank)
     index_file = ns.index not in ("exact", "faiss")
-    _not_an_input(ns.output, ns.query, ns.gallery, ns.index if index_file else None)
+    out = check_output(ns.output, inputs=_inputs(ns.query, ns.gallery,
+                                                 ns.index if index_file else None),
+                       overwrite=ns.overwrite, is_ours=_is_search_output)
     if index_file:
         from xreid.inference.index import load_index
 
@@ -193,6 +266,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
             raise ValueError("--rerank: needs exact distances; not available with an index file")
         gindex = load_index(ns.index)
         q, g = load_embeddings(ns.query), gindex.gallery
+        _check_embeddings(ns.query, q)
         if q.dim != g.dim:
             raise ValueError(f"embeddings: {ns.query} has size {q.dim} but the index "
                              f"{ns.index} has {g.dim}; embed both with the same checkpoint")
@@ -201,7 +275,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
     else:
         if ns.gallery is None:
             raise ValueError("gallery: expected a GALLERY embeddings file (or --index FILE)")
-        q, g = _load_pair(ns.query, ns.gallery)
+        q, g = _load_pair(ns.query, ns.gallery, allow_mixed=ns.allow_mixed)
         gallery_name = ns.gallery
     dist = None
     if rerank is not None:
@@ -215,8 +289,6 @@ def cmd_search(ns: argparse.Namespace) -> int:
                      device=None if ns.index == "faiss" else _device(ns.device),
                      **({"nprobe": ns.nprobe or 16} if ns.index == "faiss" else {}))
     metrics = _ranking_metrics(q, g, ns.remove_same_camera, dist)
-    out = Path(ns.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     labelled = q.labelled and g.labelled
     rows = []
     for qi in range(len(q)):
@@ -229,12 +301,14 @@ def cmd_search(ns: argparse.Namespace) -> int:
                          **({"match": bool(q.pids[qi] == g.pids[gi])} if labelled else {})})
     if out.suffix.lower() == ".csv":
         import csv
+        import io
 
-        with open(out, "w", newline="") as fh:
-            fields = ["query", "rank", "gallery", "distance"] + (["match"] if labelled else [])
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        fields = ["query", "rank", "gallery", "distance"] + (["match"] if labelled else [])
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        data = text.getvalue()
     else:
         by_query: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
@@ -257,7 +331,8 @@ def cmd_search(ns: argparse.Namespace) -> int:
                "protocol": protocol, "query": _file_info(ns.query, q),
                "gallery": _file_info(gallery_name, g), "metrics": metrics,
                "results": by_query}
-        out.write_text(json.dumps(doc, indent=1) + "\n")
+        data = json.dumps(doc, indent=1) + "\n"
+    atomic_write(out, lambda fh: fh.write(data.encode("utf-8")), what="--output")
     print(f"wrote {out}: top-{res.indices.shape[1]} of {len(g)} for {len(q)} queries")
     line = _metrics_line(metrics)
     if line:
@@ -280,8 +355,11 @@ def cmd_show(ns: argparse.Namespace) -> int:
         tracklet_thumbnails,
     )
     from xreid.metrics import compute_distance
+    from xreid.output_files import check_output, is_xreid_png
 
-    q, g = _load_pair(ns.query, ns.gallery)
+    check_output(ns.output, inputs=[ns.query, ns.gallery], overwrite=ns.overwrite,
+                 is_ours=is_xreid_png)
+    q, g = _load_pair(ns.query, ns.gallery, allow_mixed=ns.allow_mixed)
     if ns.root is not None:
         roots = [e.meta.get("input_root") for e in (q, g) if e.meta.get("input_root")]
         base = os.path.commonpath(roots) if roots else None
@@ -332,7 +410,9 @@ def cmd_show(ns: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------- tsne
 def cmd_tsne(ns: argparse.Namespace) -> int:
     from xreid.inference import EmbeddingSet, load_embeddings, plot_tsne
+    from xreid.output_files import check_output, is_xreid_png
 
+    check_output(ns.output, inputs=ns.embeddings, overwrite=ns.overwrite, is_ours=is_xreid_png)
     sets = [load_embeddings(p) for p in ns.embeddings]
     for p, s in zip(ns.embeddings, sets):
         if len(s) == 0:
@@ -347,8 +427,11 @@ def cmd_tsne(ns: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------- export
 def cmd_export(ns: argparse.Namespace) -> int:
     from xreid.inference import ONNX_OPSET, export_onnx, load_model
-    from xreid.inference.export import onnx_files, onnx_metadata
+    from xreid.inference.export import is_xreid_onnx, onnx_files, onnx_metadata
+    from xreid.output_files import check_output
 
+    check_output(ns.output, inputs=[ns.checkpoint], overwrite=ns.overwrite,
+                 is_ours=is_xreid_onnx)
     loaded = load_model(ns.checkpoint, device="cpu")
     frames = ns.frames or loaded.preprocessing.num_frames
     metadata = {**loaded.preprocessing.to_dict(), "embedding_dim": loaded.embedding_dim,
@@ -375,7 +458,10 @@ def cmd_index(ns: argparse.Namespace) -> int:
 
     if ns.action != "build":
         raise ValueError(f"index: expected the action 'build', got {ns.action!r}")
-    _not_an_input(ns.output, ns.gallery)
+    from xreid.inference.index import is_index_file
+    from xreid.output_files import check_output
+
+    check_output(ns.output, inputs=[ns.gallery], overwrite=ns.overwrite, is_ours=is_index_file)
     gallery = load_embeddings(ns.gallery)
     built = build_index(gallery, ns.output, nlist=ns.nlist, nprobe=ns.nprobe,
                         holdout=ns.holdout, recall_k=ns.recall_k, seed=ns.seed)
@@ -415,6 +501,17 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or ""
 
 
+def _overwrite_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output file that this command did not write "
+                   "(an output that is one of the inputs is always refused)")
+
+
+def _allow_mixed_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="accept query and gallery embeddings of two different checkpoints")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from xreid.version import __version__
 
@@ -448,6 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip unreadable tracklets with a warning instead of failing")
     e.add_argument("--quiet", action="store_true",
                    help="no progress bar (there is none anyway when stderr is not a terminal)")
+    _overwrite_flag(e)
     e.set_defaults(func=cmd_embed)
 
     s = command("search", "top-k gallery tracklets of each query -> .json/.csv")
@@ -472,6 +570,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     s.add_argument("--remove-same-camera", action="store_true",
                    help="metrics: drop same-pid same-camera gallery entries (HITSZ-VCM rule)")
+    _overwrite_flag(s)
+    _allow_mixed_flag(s)
     s.set_defaults(func=cmd_search)
 
     w = command("show", "ranked-results picture (.png)")
@@ -487,6 +587,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--root", default=None,
                    help="folder the footage moved to: sources are looked up under it, by "
                    "their path relative to the folder(s) 'xreid embed' read")
+    _overwrite_flag(w)
+    _allow_mixed_flag(w)
     w.set_defaults(func=cmd_show)
 
     t = command("tsne", "t-SNE picture of embeddings (xreid[viz])")
@@ -496,6 +598,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--perplexity", type=float, default=30.0,
                    help="t-SNE perplexity (capped at (N - 1) / 3)")
     t.add_argument("--seed", type=int, default=0, help="t-SNE random state")
+    _overwrite_flag(t)
     t.set_defaults(func=cmd_tsne)
 
     x = command("export", "export the inference embedder (xreid[export])")
@@ -505,6 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--frames", type=int, default=None,
                    help="T of the example clip; the frame axis stays dynamic (T >= 3) where "
                    "the model allows (default: the training T)")
+    _overwrite_flag(x)
     x.set_defaults(func=cmd_export)
 
     i = command("index", "build a persistent faiss index of a gallery (xreid[search])")
@@ -518,6 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out gallery entries for the recall check (at most G/10)")
     i.add_argument("--recall-k", type=int, default=10, help="k of the reported recall@k")
     i.add_argument("--seed", type=int, default=0, help="sampling and k-means seed")
+    _overwrite_flag(i)
     i.set_defaults(func=cmd_index)
 
     v = command("serve", "HTTP search endpoint: a clip in, the top-k gallery tracklets out "
@@ -576,4 +681,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"xreid: error: {message}", file=sys.stderr)
-        return 1
+        from xreid.output_files import OutputRefused
+
+        return 2 if isinstance(exc, OutputRefused) else 1

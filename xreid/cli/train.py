@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,9 @@ def make_config(ns: argparse.Namespace, rest: list[str]) -> TrainConfig:
     if ns.resume and ns.eval_only:
         raise UsageError("--resume and --eval-only cannot be combined")
     if ns.checkpoint and not ns.eval_only:
-        raise UsageError("--checkpoint is read by --eval-only only; to continue training "
-                         "from it pass --resume PATH")
+        raise UsageError("--checkpoint is read only with --eval-only; pass --resume PATH to "
+                         "continue training it, or --model.weights PATH to start from its "
+                         "weights")
     argv = translate_argv(rest)
     source = ns.resume or (ns.checkpoint if ns.eval_only else None)
     saved = load_checkpoint(source).get("config") if source else None  # errors: exit 1
@@ -137,10 +139,12 @@ def prepare_output_dir(out: Path, *, resume: bool, overwrite: bool, eval_only: b
     if not found:
         return
     if not overwrite:
+        resume = (f"pass --resume {out / 'checkpoint.pt'} to continue it, "
+                  if (out / "checkpoint.pt").exists()
+                  else "it wrote no checkpoint, so it cannot be resumed; pass ")
         raise UsageError(
-            f"--output-dir {out} already holds a run ({', '.join(found)}); pass --resume "
-            f"{out / 'checkpoint.pt'} to continue it, --overwrite to replace it, or another "
-            "--output-dir"
+            f"--output-dir {out} already holds a run ({', '.join(found)}); {resume}"
+            "--overwrite to replace it, or another --output-dir"
         )
     for name in REPLACED_FILES:
         (out / name).unlink(missing_ok=True)
@@ -251,8 +255,20 @@ def run(ns: argparse.Namespace, rest: list[str]) -> int:
         if cfg.data.dataset == "synthetic" and not cfg.data.root:
             data["root"] = str(synthetic_root(cfg.data, cfg.run.output_dir))
         cfg = cfg.replace(data=data, run={"output_dir": str(out)})
+    from xreid.engine import run_folder
+    from xreid.output_files import remove_stale_temporaries
+
+    if ns.resume:  # continue where the checkpoint is (or in the output folder given), only
+        cfg = cfg.replace(run={"output_dir": str(run_folder.resume_output_dir(
+            ns.resume, output_dir=_given_output_dir(rest), overwrite=ns.overwrite))})
+    if int(os.environ.get("RANK", "0")) == 0:  # one run per folder, for the whole run
+        ns.run_lock = run_folder.acquire_run_lock(cfg.run.output_dir,
+                                                  break_stale=ns.overwrite or bool(ns.resume))
+        remove_stale_temporaries(cfg.run.output_dir)  # a killed write's, under the lock
     prepare_output_dir(Path(cfg.run.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
                        eval_only=ns.eval_only)
+    run_folder.check_run_pictures(cfg.run.output_dir, run_files=RUN_FILES,
+                                  overwrite=ns.overwrite)
     out = Path(cfg.run.output_dir)
     before = snapshot_files(out)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
@@ -310,8 +326,11 @@ def train_main(argv: list[str] | None = None, prog: str = "xreid train") -> int:
 
     Exit codes: 0 success, 2 bad command line or configuration, 1 any other error.
     """
+    from xreid.output_files import OutputRefused
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    ns = None
     try:
         ns, rest = build_train_parser(prog).parse_known_args(argv)
         if ns.help:
@@ -325,4 +344,7 @@ def train_main(argv: list[str] | None = None, prog: str = "xreid train") -> int:
         if debug:
             raise
         print(f"{prog}: error: {error_message(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
+        return 2 if isinstance(exc, (UsageError, OutputRefused)) else 1
+    finally:
+        if getattr(ns, "run_lock", None) is not None:
+            ns.run_lock.release()

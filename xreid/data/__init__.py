@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from xreid.data._base import DIRECTIONS
 from xreid.data.batches import TrainBatches
-from xreid.data.build import build_reader, remove_stale_dataset_temporaries, synthetic_root
+from xreid.data.build import build_reader, synthetic_root
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
 from xreid.data.config import DATASET_NAMES, DataConfig
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
@@ -49,6 +49,13 @@ from xreid.data.synthetic import (
     make_synthetic_bupt_campus,
     make_synthetic_hitsz_vcm,
 )
+from xreid.data.synthetic_cache import (
+    MARKER,
+    prepare_synthetic_root,
+    remove_stale_dataset_temporaries,
+    synthetic_folder_name,
+    synthetic_stamp,
+)
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
 from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normalization
 
@@ -59,6 +66,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "HITSZVCM",
     "IMAGE_EXTENSIONS",
+    "MARKER",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
     "VIDEO_EXTENSIONS",
@@ -89,9 +97,12 @@ __all__ = [
     "natural_key",
     "num_dense_clips",
     "parse_modality",
+    "prepare_synthetic_root",
     "read_video_frames",
     "remove_stale_dataset_temporaries",
     "resolve_normalization",
     "sample_frame_indices",
+    "synthetic_folder_name",
     "synthetic_root",
+    "synthetic_stamp",
 ]

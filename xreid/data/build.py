@@ -1,55 +1,35 @@
 """Building the dataset reader of a training run (``DataConfig``), with the synthetic
 dataset generated once into a keyed, cached folder.
 
-The synthetic data is written into a temporary sibling ``<root>.tmp-<pid>/`` and renamed when
-complete, with a ``.xreid-complete`` marker holding the generator's parameters; a folder that
-holds other files is never overwritten.
+The synthetic data is generated once per set of parameters into a keyed folder
+(:mod:`xreid.data.synthetic_cache`: a temporary sibling renamed when complete, a marker with
+the parameters and the generator version; a folder of other parameters or other files is
+refused, nothing in it deleted).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import xreid.data.synthetic as synthetic
 from xreid.data.bupt_campus import BUPTCampus
 from xreid.data.config import DataConfig
 from xreid.data.hitsz_vcm import HITSZVCM
+from xreid.data.synthetic_cache import prepare_synthetic_root, synthetic_folder_name
 
-__all__ = ["build_reader", "remove_stale_dataset_temporaries", "synthetic_root"]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else (or cannot tell): leave it alone
-    return True
+__all__ = ["build_reader", "synthetic_root"]
 
 
-def remove_stale_dataset_temporaries(root: Path) -> list[Path]:
-    """Delete ``<root>.tmp-<pid>/`` folders whose process is gone (a killed generation)."""
-    removed = []
-    if root.parent.is_dir():
-        for tmp in root.parent.glob(root.name + ".tmp-*"):
-            pid = tmp.name.rsplit(".tmp-", 1)[1]
-            if pid.isdigit() and tmp.is_dir() and not _pid_alive(int(pid)):
-                shutil.rmtree(tmp, ignore_errors=True)
-                removed.append(tmp)
-    return removed
+def _synthetic_params(cfg: DataConfig) -> dict[str, Any]:
+    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
+    return {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
 
 
 def synthetic_root(cfg: DataConfig, output_dir: str | Path = ".") -> Path:
     """Where the synthetic dataset lives: ``cfg.root``, else
-    ``<output_dir>/../data/synthetic-hitsz-vcm-seed<S>[-ids<train>-<test>]``."""
-    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
-    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
-        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    ``<output_dir>/../data/<synthetic_folder_name(...)>`` (one folder per set of parameters
+    and generator version)."""
+    name = synthetic_folder_name(_synthetic_params(cfg))
     return Path(cfg.root or Path(output_dir).parent / "data" / name)
 
 
@@ -69,22 +49,5 @@ def build_reader(cfg: DataConfig, output_dir: str | Path = ".") -> Any:
 
         return FolderVVI(cfg.root)
     root = synthetic_root(cfg, output_dir)
-    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
-    params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
-    marker = root / ".xreid-complete"
-    stamp = json.dumps({**params, "generator_version": synthetic.GENERATOR_VERSION}, sort_keys=True)
-    if not marker.exists() or marker.read_text().strip() != stamp:
-        if root.exists() and any(root.iterdir()) and not marker.exists():
-            raise ValueError(
-                f"root: {root} exists and is not an xreid synthetic dataset (no "
-                f"{marker.name}); refusing to overwrite it — pass an empty or new folder"
-            )
-        # generate into a temporary sibling, then rename: a crash never leaves half a dataset
-        remove_stale_dataset_temporaries(root)
-        tmp = root.with_name(root.name + f".tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        synthetic.make_synthetic_hitsz_vcm(tmp, **params)
-        (tmp / ".xreid-complete").write_text(stamp + "\n")
-        shutil.rmtree(root, ignore_errors=True)
-        os.replace(tmp, root)
+    prepare_synthetic_root(root, _synthetic_params(cfg))  # other parameters: refused
     return HITSZVCM(root, **lengths)

@@ -105,6 +105,12 @@ class BUPTCampus(VVIDataset):
                 raise DataError(f"{root / (split + '.txt')}: expected {split} tracklets, got "
                                 f"none ({why})")
         check_both_modalities(train, f"BUPTCampus({root})")
+        for split, rows in (("query", query), ("gallery", gallery)):
+            for code, mod in (("IR", INFRARED), ("RGB", VISIBLE)):
+                direction = "I2V" if (split == "query") == (mod == INFRARED) else "V2I"
+                if not any(t.modality == mod for t in rows):
+                    raise DataError(f"{root / (split + '.txt')}: expected {code} {split} "
+                                    f"tracklets (for {direction}), got none")
         self._train, self.pid2label = relabel(train)
         self.train_pairs: list[tuple[int, int]] = [(i, i + 1) for i in range(0, len(train), 2)]
         self._query = {"i2v": [t for t in query if t.modality == INFRARED],
@@ -193,8 +199,14 @@ class BUPTCampus(VVIDataset):
     def _read_test(self, path: Path, split: str) -> list[Tracklet]:
         require_file(path, "BUPTCampus metadata")
         out: list[Tracklet] = []
+        seen: dict[tuple[str, str, str, str], int] = {}
         for lineno, line in enumerate(read_lines(path), start=1):
             pid_s, pid, mod, cam, tid = self._parse_line(path, lineno, line, ("IR", "RGB"))
+            key = (pid_s, mod, cam, str(tid))
+            if key in seen:
+                raise DataError(f"{path}:{lineno}: the tracklet of line {seen[key]} is listed "
+                                "again; each would count twice in the evaluation")
+            seen[key] = lineno
             frames = self._lookup(path, lineno, pid_s, mod, cam, tid)
             if len(frames) < self.min_len:
                 self.num_dropped[split] += 1

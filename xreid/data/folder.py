@@ -240,8 +240,14 @@ class TrackletFolder:
             if labelled_only and (child.stem if child.is_file() else child.name) not in labels:
                 continue
             if child.is_dir():
-                frames = sorted((p for p in child.iterdir()
-                                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
+                images = [p for p in child.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+                broken = [p for p in images if p.is_symlink() and not p.exists()]
+                if broken:  # a dangling or self-referencing link: not silently one frame less
+                    _warn_or_raise(f"frame {broken[0]} is a symbolic link that leads to no file "
+                                   f"(broken or pointing to itself); {len(broken)} such in "
+                                   f"tracklet {child.name}", skip_bad)
+                    continue
+                frames = sorted((p for p in images if p.is_file()),
                                 key=lambda p: natural_key(p.name))
                 if not frames:
                     _warn_or_raise(f"tracklet folder {child} has no .jpg/.png frame", skip_bad)

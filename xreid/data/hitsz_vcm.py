@@ -101,6 +101,13 @@ class HITSZVCM(VVIDataset):
         train_rows = self._read_rows("train", self.train_dir)
         test_rows = self._read_rows("test", self.test_dir)
         query_idx = self._read_query_idx(len(test_rows))
+        visible_queries = sorted(i + 1 for i in query_idx if test_rows[i].modality != INFRARED)
+        if visible_queries:
+            shown = ", ".join(map(str, visible_queries[:5]))
+            raise DataError(
+                f"{self.info_dir / 'query_IDX.txt'}: lists {len(visible_queries)} visible rows "
+                f"of track_test_info.txt (rows {shown}{', ...' if len(visible_queries) > 5 else ''}"
+                "); the I2V queries must be infrared rows (modality 1)")
 
         every = train_rows + test_rows
         self.num_cameras = 1 + max((t.camera for t in every), default=-1)
@@ -124,6 +131,14 @@ class HITSZVCM(VVIDataset):
                    else "the file lists none")
             raise DataError(f"{rows_file}: expected training tracklets, got none ({why})")
         check_both_modalities(train, f"HITSZVCM({self.root})")
+        for split, rows, kept, where in (
+                ("query", q_rows, q_kept, "the query_IDX.txt rows"),
+                ("gallery", o_rows, o_kept, "the track_test_info.txt rows not in query_IDX.txt")):
+            if not kept:
+                why = (f"all {len(rows)} are shorter than min_len={min_len}" if rows
+                       else "there are none")
+                raise DataError(f"{self.info_dir / 'track_test_info.txt'}: expected {split} "
+                                f"tracklets ({where}), got none ({why})")
         self._train, self.pid2label = relabel(train)
         self._query = {"i2v": q_kept, "v2i": o_kept}
         self._gallery = {"i2v": o_kept, "v2i": q_kept}

@@ -34,7 +34,8 @@ from xreid.engine.optim import build_optimizer, build_scheduler
 from xreid.engine.trainer import Trainer, seed_everything
 from xreid.models.spec import build_from_spec, model_spec
 
-__all__ = ["AUTOCAST_DTYPES", "build_model", "build_trainer", "setup_distributed"]
+__all__ = ["AUTOCAST_DTYPES", "build_model", "build_trainer", "checkpoint_metadata",
+           "setup_distributed"]
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -56,6 +57,16 @@ def build_model(cfg: TrainConfig, num_identities: int, num_cameras: int) -> nn.M
     spec = model_spec(model, img_size=cfg.data.img_size, num_identities=num_identities,
                       num_cameras=num_cameras, use_cameras=cfg.data.use_cameras)
     return build_from_spec(spec, weights=model.weights)
+
+
+def checkpoint_metadata(cfg: TrainConfig, num_identities: int,
+                        num_cameras: int) -> dict[str, Any]:
+    """What every training checkpoint stores besides the training state: the dataset sizes,
+    the model spec and the evaluation preprocessing (what ``load_model`` rebuilds from)."""
+    spec = model_spec(cfg.model, img_size=cfg.data.img_size, num_identities=num_identities,
+                      num_cameras=num_cameras, use_cameras=cfg.data.use_cameras)
+    return {"num_identities": int(num_identities), "num_cameras": int(num_cameras),
+            "model_spec": spec, "preprocessing": evaluation_preprocessing(cfg.data).to_dict()}
 
 
 def setup_distributed(device_spec: str) -> tuple[torch.device, int, int, bool]:
@@ -120,10 +131,6 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
         num_workers=data.num_workers, device=device,
         autocast_dtype=AUTOCAST_DTYPES[cfg.run.amp], rerank=cfg.run.rerank,
         use_cameras=data.use_cameras)
-    spec = model_spec(cfg.model, img_size=data.img_size,
-                      num_identities=reader.num_train_identities,
-                      num_cameras=reader.num_cameras, use_cameras=data.use_cameras)
-
     def check_resume(state: dict[str, Any]) -> None:
         saved = state.get("config")
         conflicts = resume_conflicts(saved, cfg) if isinstance(saved, dict) else {}
@@ -141,9 +148,7 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
         amp=cfg.run.amp, max_grad_norm=optim.max_grad_norm, eval_before=cfg.run.eval_before,
         baselines={"pixels": evaluator.pixel_baseline} if cfg.run.pixel_baseline else None,
         log_every=cfg.run.log_every, config=cfg,
-        metadata={"num_identities": int(reader.num_train_identities),
-                  "num_cameras": int(reader.num_cameras), "model_spec": spec,
-                  "preprocessing": pre.to_dict()},
+        metadata=checkpoint_metadata(cfg, reader.num_train_identities, reader.num_cameras),
         resume_check=check_resume, rank=rank, world_size=world_size, distributed=distributed)
 
 

@@ -8,18 +8,20 @@ code stored in it. The random-number-generator states are converted accordingly
 
 from __future__ import annotations
 
-import errno
-import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
 from xreid._validation import load_error_reason
+from xreid.checkpoint_digest import seal, verify_digest
+from xreid.output_files import (
+    atomic_write,
+    current_umask,
+    remove_stale_temporaries,
+)
 
 __all__ = [
     "atomic_save",
@@ -32,10 +34,6 @@ __all__ = [
     "restore_rng_state",
 ]
 
-#: torch's own wording for a failed write inside its zip writer (disk full, quota, I/O error)
-_WRITE_FAILURES = ("PytorchStreamWriter", "file write failed", "inline_container")
-
-
 def error_message(exc: BaseException) -> str:
     """One line for a CLI: the message of ``exc`` without an ``OSError``'s ``[Errno N]``
     prefix when the message already names the file (as :func:`atomic_write`'s do)."""
@@ -46,68 +44,12 @@ def error_message(exc: BaseException) -> str:
     return " ".join(text.split()) or type(exc).__name__
 
 
-def current_umask() -> int:
-    """The process umask (read without changing it for longer than two system calls)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], *,
-                 what: str = "checkpoint") -> Path:
-    """Call ``write(fh)`` on a temporary file in ``path``'s folder, fsync, rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a truncated file.
-    The file gets the usual permissions (``0o666`` minus the umask). A failed write (disk full,
-    read-only folder) raises ``OSError`` naming ``path`` (never the temporary) and saying
-    whether a previous file is intact; ``what`` starts the message.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OSError(exc.errno, f"{what}: cannot write {path} ({exc.strerror or exc}); "
-                      "nothing was changed") from exc
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        failed_write = isinstance(exc, OSError) or (
-            isinstance(exc, RuntimeError) and any(w in str(exc) for w in _WRITE_FAILURES)
-        )
-        if failed_write:
-            code = getattr(exc, "errno", None) or errno.EIO
-            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
-            previous = (f"the previous {path.name} is intact" if path.exists()
-                        else f"no previous {path.name} existed")
-            raise OSError(code, f"{what}: could not write {path} ({reason}); "
-                          f"{previous}") from exc
-        raise
-    return path
-
-
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save(obj)`` through :func:`atomic_write` (same guarantees and errors)."""
+    """``torch.save(obj)`` through :func:`xreid.output_files.atomic_write` (same guarantees
+    and errors)."""
+    if isinstance(obj, dict) and "model" in obj:  # a checkpoint: store its content hash
+        obj = seal(obj)
     return atomic_write(path, lambda fh: torch.save(obj, fh))
-
-
-def remove_stale_temporaries(folder: str | Path) -> list[Path]:
-    """Delete ``.<name>.*.tmp`` files left in ``folder`` by a killed :func:`atomic_save`."""
-    folder = Path(folder)
-    removed = []
-    if folder.is_dir():
-        for tmp in folder.glob(".*.tmp"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-    return removed
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -134,6 +76,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict) or "model" not in state:
         raise ValueError(f"checkpoint: {path} is not an xreid training checkpoint "
                          "(no 'model' entry)")
+    verify_digest(state, path)
     return state
 
 

@@ -31,6 +31,7 @@ from xreid.inference.export import (
     Embedder,
     export_onnx,
     input_dims,
+    is_xreid_onnx,
     onnx_files,
     onnx_metadata,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "identity_styles",
     "input_dims",
     "is_index_file",
+    "is_xreid_onnx",
     "load_embeddings",
     "load_index",
     "load_model",

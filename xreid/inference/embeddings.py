@@ -30,6 +30,7 @@ import torch
 
 from xreid._torch_utils import model_device
 from xreid._validation import check_positive_int
+from xreid.output_files import atomic_write
 
 __all__ = ["EMBEDDINGS_FORMAT", "EmbeddingSet", "embed_tracklets", "load_embeddings",
            "save_embeddings"]
@@ -124,8 +125,12 @@ class EmbeddingSet:
 
 
 def save_embeddings(emb: EmbeddingSet, path: str | Path) -> Path:
-    """Write ``emb`` to a ``.safetensors`` file (see the module docstring)."""
-    from safetensors.torch import save_file
+    """Write ``emb`` to a ``.safetensors`` file (see the module docstring).
+
+    The file is written whole or not at all (:func:`xreid.output_files.atomic_write`), with
+    the usual permissions (``0o666`` minus the umask).
+    """
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +148,8 @@ def save_embeddings(emb: EmbeddingSet, path: str | Path) -> Path:
     metadata = {"format": EMBEDDINGS_FORMAT, "names": json.dumps(emb.names),
                 "sources": json.dumps(absolute), "sources_relative": json.dumps(relative)}
     metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in emb.meta.items()})
-    save_file(tensors, str(path), metadata=metadata)
-    return path
+    data = save(tensors, metadata=metadata)
+    return atomic_write(path, lambda fh: fh.write(data), what="--output")
 
 
 def load_embeddings(path: str | Path) -> EmbeddingSet:

@@ -35,7 +35,7 @@ from xreid._torch_utils import eval_mode
 from xreid._validation import check_positive_int
 
 __all__ = ["MIN_DYNAMIC_FRAMES", "ONNX_OPSET", "Embedder", "export_onnx", "input_dims",
-           "onnx_files", "onnx_metadata"]
+           "is_xreid_onnx", "onnx_files", "onnx_metadata"]
 
 ONNX_OPSET = 18
 #: smallest T the exported graph accepts when the frame axis is dynamic
@@ -162,3 +162,12 @@ def onnx_files(path: str | Path) -> list[Path]:
             if path.parent / location not in extra:
                 extra.append(path.parent / location)
     return [path, *extra]
+
+
+def is_xreid_onnx(path: str | Path) -> bool:
+    """Whether ``path`` is an ONNX file written by :func:`export_onnx` (it always records
+    ``xreid.version`` in its metadata)."""
+    try:
+        return "xreid.version" in onnx_metadata(path)
+    except Exception:
+        return False

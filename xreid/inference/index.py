@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from xreid._validation import check_positive_int
 from xreid.inference.embeddings import EmbeddingSet
 from xreid.inference.search import SearchResult, exact_search
+from xreid.output_files import atomic_write
 
 __all__ = ["INDEX_FORMAT", "GalleryIndex", "build_index", "is_index_file", "load_index"]
 
@@ -97,7 +98,7 @@ def build_index(gallery: EmbeddingSet, path: str | Path, *, nlist: int | None = 
         holdout: size of the held-out recall sample (at most ``G // 10``, at least 1).
         recall_k: the k of the reported recall@k.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     faiss = _faiss()
     for name, v in (("nprobe", nprobe), ("holdout", holdout), ("recall_k", recall_k)):
@@ -141,7 +142,8 @@ def build_index(gallery: EmbeddingSet, path: str | Path, *, nlist: int | None = 
             "gallery_meta": json.dumps(gallery.meta)}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    data = save(tensors, metadata=meta)
+    atomic_write(path, lambda fh: fh.write(data), what="--output")
     return GalleryIndex(gallery, index, build)
 
 

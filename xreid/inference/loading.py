@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from xreid._torch_utils import model_device
+from xreid._validation import load_error_reason
+from xreid.checkpoint_digest import verify_digest
 from xreid.data.preprocessing import Preprocessing
 from xreid.models.spec import build_from_spec
 
@@ -90,10 +92,11 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # foreign pickle, corrupt zip, non-tensor objects
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        raise _not_a_checkpoint(path, f"cannot be read with weights_only=True: {first}") \
-            from exc
+        blocked, reason = load_error_reason(exc)  # never torch's "weights_only=False" advice
+        reason = re.sub(r"\x1b\[[0-9;]*m", "", reason)
+        what = ("holds Python objects other than tensors and plain values; nothing in it was "
+                "executed" if blocked else "cannot be read")
+        raise _not_a_checkpoint(path, f"{what}: {reason}") from exc
     if not isinstance(state, dict):
         raise _not_a_checkpoint(path, f"expected a dict, got {type(state).__name__}")
     if state.get("format") != CHECKPOINT_FORMAT:
@@ -102,6 +105,7 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     for key, kind in (("config", dict), ("model", dict)):
         if not isinstance(state.get(key), kind):
             raise _not_a_checkpoint(path, f"no {key!r} dict")
+    verify_digest(state, path)
     return state
 
 

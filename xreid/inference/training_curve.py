@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from xreid.output_files import atomic_write, png_metadata
+
 __all__ = ["ema", "plot_training_curve", "read_log", "training_curve_figure"]
 
 NOT_LOSSES = frozenset({"event", "epoch", "iteration", "lr", "time", "tag"})
@@ -107,8 +109,9 @@ def plot_training_curve(records: list[dict[str, Any]] | str | Path, path: str | 
     if isinstance(records, (str, Path)):
         records = read_log(records)
     fig = training_curve_figure(records, smoothing=smoothing)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=120, format="png",
+                                                         metadata=png_metadata()),
+                            what="output")
+    finally:
+        plt.close(fig)

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from xreid.output_files import atomic_write, png_metadata
+
 __all__ = ["RankedPicture", "average_precisions", "draw_ranked_results", "first_match_ranks",
            "gallery_caption", "identity_styles", "plot_tsne", "render_ranked_results",
            "tracklet_thumbnails", "tsne_figure"]
@@ -261,9 +263,13 @@ def render_ranked_results(
             note = (f"first correct match: rank {fm}" if fm is not None
                     else "no correct match in the gallery")
             text((2, y + h + 2 * border + 2), note, fill=RED)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in png_metadata().items():
+        info.add_text(key, value)
+    path = atomic_write(path, lambda fh: canvas.save(fh, format="PNG", pnginfo=info),
+                        what="output")
     return RankedPicture(path, texts, legend)
 
 
@@ -377,8 +383,9 @@ def plot_tsne(embeddings: torch.Tensor | np.ndarray, pids: Sequence[int] | np.nd
     else:
         xy = tsne.fit_transform(x)
     fig = tsne_figure(xy, pids, modalities, title=title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png",
+                                                         metadata=png_metadata()),
+                            what="output")
+    finally:
+        plt.close(fig)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xreid._validation import check_tensor, shape_str
+from xreid._validation import check_floating, check_tensor, shape_str
 
 __all__ = ["CMCL", "CrossModalConstraintLoss"]
 
@@ -43,6 +43,8 @@ class CrossModalConstraintLoss(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         check_tensor(a, "a", ndim=2, layout="(B, D)")
         check_tensor(b, "b", ndim=2, layout="(B, D)")
+        check_floating(a, "a")  # refuses complex (|a - b|^2 is not what .pow(2) gives) and ints
+        check_floating(b, "b")
         if a.shape != b.shape:
             raise ValueError(
                 f"b: expected the shape of a {shape_str(a)} (B, D), got shape {shape_str(b)}"

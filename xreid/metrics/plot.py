@@ -11,6 +11,7 @@ import numpy as np
 
 from xreid.metrics.ranking import RankingResult
 from xreid.metrics.runner import DirectionMetrics, EvaluationResult
+from xreid.output_files import atomic_write, png_metadata
 
 __all__ = ["plot_cmc"]
 
@@ -97,7 +98,5 @@ def plot_cmc(
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title if title is not None else "CMC")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi, format="png")
-    return out
+    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format="png",
+                                                     metadata=png_metadata()), what="output")
