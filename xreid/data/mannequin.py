@@ -263,6 +263,10 @@ class MannequinRenderer:
             b = self._bodies[pid] = _body(self._rng(2, pid))
         return b
 
+    def track(self, pid: int, key: int) -> _Track:
+        """The viewing conditions of tracklet ``key`` of identity ``pid``."""
+        return _track(self._rng(3, pid, key), self.occlusion_p, self.difficulty)
+
     # ------------------------------------------------------------------ one frame
     def frame(self, body: _Body, cam: _Cam, tr: _Track, t: int, noise: np.random.Generator,
               want: tuple[bool, bool]) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -447,7 +451,7 @@ class MannequinRenderer:
               rgb_paths: Sequence[Path] | None, ir_paths: Sequence[Path] | None) -> None:
         """Render an ``n``-frame tracklet (``key`` makes it unique) into the given files."""
         body, cam = self.body(pid), self.cameras[camera]
-        tr = _track(self._rng(3, pid, key), self.occlusion_p, self.difficulty)
+        tr = self.track(pid, key)
         noise = self._rng(4, pid, key)
         want = (rgb_paths is not None, ir_paths is not None)
         for t in range(n):
