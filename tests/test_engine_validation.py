@@ -39,7 +39,18 @@ def test_metrics_report_validation_and_test_side_by_side(tmp_path):
     assert set(val) == {"before", "after", "baselines"}
     assert set(val["baselines"]) == {"pixels", "pretrained"}
     assert set(metrics["baselines"]) == {"pixels", "pretrained"}
-    assert val["baselines"]["pretrained"] == val["before"]
+    # "pretrained" is the encoder's own features (no heads), "before" the whole model
+    assert val["baselines"]["pretrained"] != val["before"]
+    from xreid.backbones import build_backbone
+    from xreid.backbones.features import EncoderEmbedding
+    from xreid.metrics import evaluate_model
+
+    encoder = EncoderEmbedding(build_backbone("tiny", img_size=(32, 16),
+                                              weights="synthetic-pretrained")).eval()
+    again = evaluate_model(encoder, trainer.val_reader, num_frames=3, img_size=(32, 16),
+                           normalization=cfg.normalization, batch_size=32,
+                           use_cameras=False).to_dict()
+    assert again == val["baselines"]["pretrained"]
     _, val_reader = build_readers(cfg)
     assert val["baselines"]["pixels"] == pixel_baseline(val_reader).to_dict()
     # the test split is the dataset's own

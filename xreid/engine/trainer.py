@@ -520,9 +520,10 @@ class Trainer:
         return mean.float(), var.clamp_min(0).float()
 
     # ----------------------------------------------------------------------- evaluation
-    def evaluate(self, tag: str = "eval") -> Any:
-        """I2V and V2I on the reader's test split, or on the validation split when ``tag``
-        starts with ``"val_"`` (rank 0; other ranks return None)."""
+    def evaluate(self, tag: str = "eval", model: nn.Module | None = None) -> Any:
+        """I2V and V2I of ``model`` (default: the X-ReID model) on the reader's test split,
+        or on the validation split when ``tag`` starts with ``"val_"`` (rank 0; other ranks
+        return None)."""
         from xreid.metrics import evaluate_model
 
         result = None
@@ -535,7 +536,8 @@ class Trainer:
             autocast_dtype = {"none": None, "bf16": torch.bfloat16,
                               "fp16": torch.float16}[cfg.amp]
             result = evaluate_model(
-                self.core, reader, num_frames=cfg.num_frames, sampling=cfg.eval_sampling,
+                model or self.core, reader, num_frames=cfg.num_frames,
+                sampling=cfg.eval_sampling,
                 img_size=tuple(cfg.img_size), normalization=cfg.normalization,
                 batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
                 device=self.device, autocast_dtype=autocast_dtype, rerank=cfg.rerank,
@@ -656,6 +658,12 @@ class Trainer:
             self.evaluate("before")
             if self.val_reader is not None:
                 self.evaluate("val_before")
+            if cfg.weights is not None:  # the pre-trained encoder's own features
+                from xreid.backbones.features import EncoderEmbedding
+
+                encoder = EncoderEmbedding(self.core.backbone)
+                for prefix in ("", "val_") if self.val_reader is not None else ("",):
+                    self.evaluate(prefix + "encoder", encoder)
         if (cfg.pixel_baseline and "pixels" not in self.results
                 and "pixels" not in restored):
             self.evaluate_pixel_baseline()
@@ -734,9 +742,11 @@ class Trainer:
         run (``before``/``after``/``baselines`` on the test split).
 
         ``baselines`` holds what training must beat: ``"pixels"`` (raw-pixel ranking) and
-        the model before training (the same numbers as ``"before"``), named ``"pretrained"``
-        when ``cfg.weights`` is set (the encoder's features, not fine-tuned) and
-        ``"untrained"`` otherwise. ``validation`` has the same ``before``/``after``/
+        either ``"untrained"`` (no ``cfg.weights``: the model before training, the same
+        numbers as ``"before"``) or ``"pretrained"`` (``cfg.weights`` set: the encoder's own
+        features before fine-tuning, :class:`xreid.backbones.features.EncoderEmbedding`, the
+        analogue of zero-shot CLIP; ``"before"`` then still holds the whole model with its
+        freshly initialised heads). ``validation`` has the same ``before``/``after``/
         ``baselines`` on the held-out validation identities (``cfg.val_ids``), when any.
         """
         out: dict[str, Any] = {}
@@ -747,13 +757,14 @@ class Trainer:
                 return self.results[tag].to_dict()
             return restored.get(tag)
 
-        start = "untrained" if self.cfg.weights is None else "pretrained"
+        start = (("untrained", "before") if self.cfg.weights is None
+                 else ("pretrained", "encoder"))
         for prefix in ("", "val_"):
             part: dict[str, Any] = {}
             for tag in ("before", "after", "eval"):
                 if (r := result(prefix + tag)) is not None:
                     part[tag] = r
-            baselines = {name: r for name, tag in (("pixels", "pixels"), (start, "before"))
+            baselines = {name: r for name, tag in (("pixels", "pixels"), start)
                          if (r := result(prefix + tag)) is not None}
             if baselines:
                 part["baselines"] = baselines
