@@ -32,6 +32,7 @@ def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
         root=str(tmp_path.parent / "synthetic-data"),
         synthetic_train_ids=8,
         synthetic_test_ids=6,
+        val_ids=0,  # the dataset these step counts were written for
         img_size=(32, 16),
         num_frames=3,
         ids_per_batch=2,
