@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --resume: the checkpoint's configuration)")
     p.add_argument("--config", help="JSON config file (e.g. a run's config.json) to start from")
     p.add_argument("--resume", metavar="PATH", help="continue training from a checkpoint")
-    p.add_argument("--eval-only", action="store_true", help="only evaluate --checkpoint")
+    p.add_argument("--eval-only", action="store_true",
+                   help="only evaluate --checkpoint; the output goes to --output-dir when "
+                   "given, else to a new eval-<time>/ folder next to the checkpoint")
     p.add_argument("--checkpoint", metavar="PATH", help="weights for --eval-only")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--visualize", type=int, default=0, metavar="N",
@@ -190,6 +192,8 @@ class ConsoleCallbacks(Callbacks):
 
         self.tqdm = tqdm
         self.enabled = enabled
+        # None: tqdm shows no bar when the stream is not a terminal (no \r frames in logs)
+        self.disable: bool | None = None if enabled else True
         self.bar = None
 
     def on_message(self, trainer, text):
@@ -197,7 +201,7 @@ class ConsoleCallbacks(Callbacks):
 
     def on_epoch_start(self, trainer, epoch, num_iterations):
         self.bar = self.tqdm(total=num_iterations, desc=f"epoch {epoch + 1}/{trainer.cfg.epochs}",
-                             disable=not self.enabled, leave=False, dynamic_ncols=True)
+                             disable=self.disable, leave=False, dynamic_ncols=True)
 
     def on_iteration(self, trainer, epoch, iteration, logs):
         if self.bar is not None:
@@ -214,7 +218,7 @@ class ConsoleCallbacks(Callbacks):
                         f"lr={logs.get('lr', 0):.2e}")
 
     def on_evaluation_start(self, trainer, tag):
-        bar = self.tqdm(desc=f"evaluating ({tag})", unit="clip", disable=not self.enabled,
+        bar = self.tqdm(desc=f"evaluating ({tag})", unit="clip", disable=self.disable,
                         leave=False, dynamic_ncols=True)
 
         def progress(done: int, total: int) -> None:
@@ -239,36 +243,15 @@ def print_summary(metrics: dict[str, Any]) -> None:
         if not part:
             continue
         print(f"\n{title:<22}" + "".join(f"{k:>9}" for k in keys))
-        rows = {"pixels": part.get("baselines", {}).get("pixels", {}),
-                **{name: part.get(tag, {}) for name, tag in
-                   ((start, "before"), ("trained", "after"), ("eval", "eval"))}}
+        baselines = part.get("baselines", {})
+        rows = {"pixels": baselines.get("pixels", {}), start: baselines.get(start, {}),
+                "trained": part.get("after", {}), "eval": part.get("eval", {})}
         for tag, values in rows.items():
             for direction in ("i2v", "v2i"):
                 row = values.get(direction)
                 if row:
                     print(f"{tag + ' ' + direction.upper():<22}"
                           + "".join(f"{100 * row[k]:>8.2f}%" for k in keys))
-
-
-def plot_training_curve(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    keys = [k for k in history[0] if k not in ("event", "epoch", "lr", "time")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for k in keys:
-        ax.plot(epochs, [h[k] for h in history], marker="o", label=k)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (epoch mean)")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 PROG = "train_vvi.py"
@@ -303,8 +286,19 @@ def run(ns: argparse.Namespace) -> int:
         cfg = make_config(ns, saved)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise exc if isinstance(exc, UsageError) else UsageError(str(exc)) from exc
+    from xreid.inference import eval_output_dir, format_written, snapshot_files, written_files
+
+    if ns.eval_only:  # a folder of its own: the run's files are never replaced
+        out = eval_output_dir(Path(ns.checkpoint).parent, ns.output_dir)
+        if cfg.dataset == "synthetic" and not cfg.root:
+            from xreid.engine.trainer import synthetic_root
+
+            cfg = dataclasses.replace(cfg, root=str(synthetic_root(cfg)))
+        cfg = dataclasses.replace(cfg, output_dir=str(out))
     prepare_output_dir(Path(cfg.output_dir), resume=bool(ns.resume), overwrite=ns.overwrite,
                        eval_only=ns.eval_only)
+    out = Path(cfg.output_dir)
+    before = snapshot_files(out)
     callbacks = ConsoleCallbacks(enabled=not ns.no_progress)
     trainer = Trainer(cfg, callbacks)
     want_tsne = ns.tsne if ns.tsne is not None else cfg.dataset == "synthetic"
@@ -312,7 +306,6 @@ def run(ns: argparse.Namespace) -> int:
     if want_tsne or ns.visualize > 0:
         from xreid.inference import save_ranked_results, save_tsne
     try:
-        out = Path(cfg.output_dir)
         if ns.eval_only:
             trainer.load_checkpoint(ns.checkpoint, resume=False)
             trainer.evaluate("eval")
@@ -332,20 +325,19 @@ def run(ns: argparse.Namespace) -> int:
                       title="t-SNE after training" if not ns.eval_only else "t-SNE")
         if trainer.is_main and ns.visualize > 0:
             for direction in ("i2v", "v2i"):
-                path = save_ranked_results(trainer.core, trainer.reader, cfg,
-                                           out / f"ranked_{direction}.png",
-                                           num_queries=ns.visualize, direction=direction)
-                callbacks.on_message(trainer, f"wrote {path}")
+                save_ranked_results(trainer.core, trainer.reader, cfg,
+                                    out / f"ranked_{direction}.png",
+                                    num_queries=ns.visualize, direction=direction)
         if trainer.is_main:
+            from xreid.inference import plot_training_curve
             from xreid.metrics import plot_cmc
 
             tag = "eval" if ns.eval_only else "after"
             plot_cmc(trainer.results[tag], out / "cmc.png", title=f"CMC ({tag})")
-            if trainer.history:
-                plot_training_curve(trainer.history, out / "training_curve.png")
+            if not ns.eval_only and (out / "log.jsonl").is_file():
+                plot_training_curve(out / "log.jsonl", out / "training_curve.png")
             print_summary(metrics)
-            print(f"\nwrote {out}/: metrics.json, cmc.png, training_curve.png, log.jsonl, "
-                  "config.json, checkpoint.pt")
+            print("\n" + format_written(out, written_files(out, before)))
     finally:
         trainer.close()
     return 0

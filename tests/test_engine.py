@@ -149,7 +149,8 @@ def test_cli_demo_writes_every_artifact(tmp_path):
     assert any(x["event"] == "iteration" and "total" in x for x in lines)
     # --eval-only on the checkpoint reproduces the final metrics
     assert train_vvi.main(args + ["--eval-only", "--checkpoint", str(out / "checkpoint.pt")]) == 0
-    evaluated = json.loads((out / "metrics_eval.json").read_text())
+    (eval_dir,) = out.glob("eval-*")  # a folder of its own inside the run
+    evaluated = json.loads((eval_dir / "metrics_eval.json").read_text())
     assert evaluated["eval"] == metrics["after"]
 
 

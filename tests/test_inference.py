@@ -373,18 +373,22 @@ def test_onnx_export_matches_pytorch(env):
 def test_onnx_export_vit_b16(tmp_path):
     import onnxruntime as ort
 
-    from xreid.inference import export_onnx
+    from xreid.inference import export_onnx, input_dims, onnx_files
 
     cfg = TrainConfig.from_preset("paper", root=str(tmp_path), img_size=(224, 112),
-                                  num_frames=2)
+                                  num_frames=3, random_init=True)
     model = build_model(cfg, 5, 2).eval()
-    export_onnx(model, tmp_path / "vit.onnx", num_frames=2, img_size=(224, 112),
+    export_onnx(model, tmp_path / "vit.onnx", num_frames=3, img_size=(224, 112),
                 optimize=False)
+    # one self-contained file (ViT-B/16 is far below the 2 GB limit), T dynamic
+    assert onnx_files(tmp_path / "vit.onnx") == [tmp_path / "vit.onnx"]
+    assert input_dims(tmp_path / "vit.onnx") == ["batch", "frames", 3, 224, 112]
     session = ort.InferenceSession(str(tmp_path / "vit.onnx"))
-    x = torch.randn(1, 2, 3, 224, 112)
-    with torch.no_grad():
-        ref = model.embed(x).numpy()
-    assert np.abs(session.run(None, {"video": x.numpy()})[0] - ref).max() <= 1e-4
+    for frames in (3, 4):
+        x = torch.randn(1, frames, 3, 224, 112)
+        with torch.no_grad():
+            ref = model.embed(x).numpy()
+        assert np.abs(session.run(None, {"video": x.numpy()})[0] - ref).max() <= 1e-4
 
 
 # ------------------------------------------------------------------------ command, imports
@@ -467,7 +471,8 @@ def test_train_on_a_labelled_folder(tmp_path):
     cfg = TrainConfig.from_preset(
         "demo", dataset="folder", root=str(root), output_dir=str(tmp_path / "run"),
         embed_dim=32, depth=1, num_heads=2, num_frames=2, img_size=(32, 16), ids_per_batch=2,
-        epochs=1, iters_per_epoch=2, eval_before=False, device="cpu", eval_batch_size=4)
+        epochs=1, iters_per_epoch=2, eval_before=False, device="cpu", eval_batch_size=4,
+        use_cameras=True)
     metrics = Trainer(cfg).fit()
     assert 0.0 <= metrics["after"]["i2v"]["mAP"] <= 1.0
     # keep the schema's keys (older trainers also stored numpy RNG state, which

@@ -85,11 +85,20 @@ def test_variant_overrides():
 
     overrides = get_variant("tab4/textual-prompts").overrides
     assert overrides["text_prompts"] is True
-    assert all(v is False for k, v in overrides.items() if k != "text_prompts")
+    switches = ("use_memory", "use_sii", "use_lii", "use_cii")
+    assert all(overrides[k] is False for k in switches)
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(overrides) <= fields
     cfg = TrainConfig.from_preset("demo", variant="tab4/textual-prompts")
     assert cfg.text_prompts and cfg.use_memory is False and cfg.use_sii is False
+    # CLIP-ReID's stage-2 recipe (configs/person/vit_clipreid.yml, loss/make_loss.py)
+    assert (cfg.id_weight, cfg.triplet_weight, cfg.prompt_i2t_weight) == (0.25, 1.0, 1.0)
+    assert cfg.label_smoothing == 0.1 and cfg.classifier_lr_factor == 1.0
+    assert cfg.prompt_template == "A {modality} video of a X X X X person."
+    # the earlier reading is kept as a variant
+    old = TrainConfig.from_preset("demo", variant="baselines/textual-prompts-xreid")
+    assert old.text_prompts and old.prompt_template == "A photo of a X X X X person."
+    assert (old.id_weight, old.label_smoothing) == (1.0, 0.0)
 
 
 # ---------------------------------------------------------------------------- stage 2 loss
@@ -231,6 +240,7 @@ def test_cli_resume_skips_stage1_and_eval_only(tmp_path):
     assert torch.equal(resumed["prompts"]["text_features"], ck["prompts"]["text_features"])
     # evaluation only
     assert train_vvi.main([*args, "--eval-only", "--checkpoint", str(out / "checkpoint.pt")]) == 0
-    evaluated = json.loads((out / "metrics_eval.json").read_text())
+    (eval_dir,) = out.glob("eval-*")  # a folder of its own inside the run
+    evaluated = json.loads((eval_dir / "metrics_eval.json").read_text())
     after = json.loads((out / "metrics.json").read_text())["after"]
     assert evaluated["eval"] == after

@@ -150,16 +150,17 @@ def test_every_variant_builds_and_trains_one_step(name):
     model = build_model(cfg, C, 2)
     o = get_variant(name).overrides
     assert (model.memory is not None) == o.get("use_memory", True)
-    has_mii = cfg.use_sii or cfg.use_lii
+    opt = cfg.resolved_model_option  # the variant's value, else the preset's
+    has_mii = opt("use_sii") or opt("use_lii")
     assert (model.mii is not None) == has_mii
-    assert (model.cii is not None) == cfg.use_cii
-    if has_mii and cfg.use_sii:
-        assert model.mii.sii.stride == cfg.sii_stride
-    if has_mii and cfg.use_lii:
-        assert model.mii.lii.stride == cfg.lii_stride
+    assert (model.cii is not None) == opt("use_cii")
+    if has_mii and opt("use_sii"):
+        assert model.mii.sii.stride == opt("sii_stride")
+    if has_mii and opt("use_lii"):
+        assert model.mii.lii.stride == opt("lii_stride")
     if model.memory is not None:
-        assert model.memory.hard_selection == cfg.hard_selection
-        assert model.memory.collaboration == cfg.memory_collaboration
+        assert model.memory.hard_selection == opt("hard_selection")
+        assert model.memory.collaboration == opt("memory_collaboration")
         g = torch.Generator().manual_seed(1)
         model.memory.initialize(torch.randn(2 * C, model.memory.dim, generator=g),
                                 torch.arange(C).repeat(2),
@@ -169,7 +170,7 @@ def test_every_variant_builds_and_trains_one_step(name):
     logs = train_step(model, _batch(), XReIDLoss.paper(), optimizer)
     assert all(math.isfinite(v) for v in logs.values())
     assert ("cpcl" in logs) == (model.memory is not None)
-    assert ("cmcl" in logs) == cfg.use_cii
+    assert ("cmcl" in logs) == opt("use_cii")
     if before is not None:
         assert not torch.equal(model.memory.visible, before)  # the update ran
     model.eval()

@@ -215,7 +215,7 @@ class FrameEncoder(nn.Module):
                 f"video: expected frames of size (H, W) = ({h}, {w}) (the backbone's img_size), "
                 f"got shape {shape_str(x)}"
             )
-        return int(x.shape[0]), int(x.shape[1])
+        return x.shape[0], x.shape[1]  # SymInts under torch.export: batch and T stay dynamic
 
     def _camera_term(self, cameras: object, batch: int) -> torch.Tensor | None:
         if cameras is None:

@@ -256,6 +256,11 @@ class TrackletFolder:
                         continue
                 name, kind, frame_paths = child.stem, "video", ()
             else:
+                what = ("a loose image (frames must be inside a tracklet folder)"
+                        if child.suffix.lower() in IMAGE_EXTENSIONS else
+                        "not a tracklet folder or a "
+                        f"{'/'.join(VIDEO_EXTENSIONS)} video")
+                warnings.warn(f"ignored {child}: {what}", RuntimeWarning, stacklevel=2)
                 continue
             rec = labels.get(name, {})
             if rec.get("modality"):

@@ -39,6 +39,7 @@ from xreid.engine.trainer import (
     remove_stale_dataset_temporaries,
     resume_conflicts,
     seed_everything,
+    synthetic_root,
     train_step,
     truncate_log,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "setup_device",
     "stage1_lr",
     "study_variants",
+    "synthetic_root",
     "train_step",
     "truncate_log",
     "unregister_variant",

@@ -119,6 +119,16 @@ class TrainConfig:
         "keep the residual of CII's query token (default: the model preset's, True); "
         "false closes the CMCL shortcut (docs/modules.md)"
     )
+    cii_depth: int | None = _option(None, "CII blocks (default: the model preset's, 1)")
+    cmcl_branches: str | None = _option(
+        None,
+        "MII branches under CII/CMCL: both (the paper) | sii | lii (default: the model "
+        "preset's, both; docs/modules.md)"
+    )
+    cmcl_directions: str | None = _option(
+        None,
+        "CII directions: both (the paper) | v2i | i2v (default: the model preset's, both)"
+    )
     cmcl_stop_gradient: str | None = _option(
         None,
         "side of Eq. 9 held constant: none (the paper) | anchor | interaction "
@@ -140,6 +150,16 @@ class TrainConfig:
     memory_collaboration: bool | None = _option(
         None,
         "CPCL against both memories (else own modality only; Table 4)"
+    )
+    cpcl_form: str | None = _option(
+        None,
+        "CPCL form: memory (cosine / tau over all identities, the authors' code) | paper "
+        "(Eqs. 3-4 as printed: cosine, no tau, the batch's identities) (default: memory)"
+    )
+    memory_shared: bool | None = _option(
+        None,
+        "one memory for both modalities, initialised from cross-modal identity centroids "
+        "(PCL's code; default: the model preset's, False)"
     )
     memory_momentum: float | None = _option(
         None,
@@ -229,6 +249,11 @@ class TrainConfig:
         "image-text similarity: dot (CLIP-ReID) | cosine (x logit scale)"
     )
     prompt_i2t_weight: float = _option(1.0, "weight of the stage-2 image-to-text cross-entropy")
+    prompt_template: str = _option(
+        "A photo of a X X X X person.",
+        "prompt text; the X words are learned, {modality} becomes visible/infrared (the "
+        "paper: 'A {modality} video of a X X X X person.')"
+    )
     # runtime
     device: str = _option("auto", "auto | cpu | cuda | cuda:N")
     threads: int | None = _option(None, "torch intra-op CPU threads (default: torch's)")
@@ -308,7 +333,8 @@ class TrainConfig:
         keys = ("lii_stride", "sii_depth", "use_lii", "use_cii", "cii_query_residual",
                 "cmcl_stop_gradient", "detach_mii", "use_sii",
                 "sii_stride", "use_memory", "hard_selection", "memory_collaboration",
-                "memory_momentum", "memory_temperature")
+                "memory_momentum", "memory_temperature", "cii_depth", "cmcl_branches",
+                "cmcl_directions", "cpcl_form", "memory_shared")
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
     def loss_overrides(self) -> dict[str, float]:
@@ -368,6 +394,42 @@ class TrainConfig:
             raise ValueError(f"prompt_stage1_lr: expected > 0, got {self.prompt_stage1_lr}")
         if not self.prompt_i2t_weight >= 0:
             raise ValueError(f"prompt_i2t_weight: expected >= 0, got {self.prompt_i2t_weight}")
+        if "X" not in self.prompt_template.split() and "X." not in self.prompt_template.split():
+            raise ValueError(f"prompt_template: expected learned words 'X' (e.g. 'A photo of a "
+                             f"X X X X person.'), got {self.prompt_template!r}")
+        self.validate_no_op()
+
+    def resolved_model_option(self, key: str) -> Any:
+        """The value the model will get for head option ``key``: this config's override, else
+        the model preset's, else :class:`xreid.models.XReIDConfig`'s default."""
+        from xreid.models.xreid import XReIDConfig
+        from xreid.presets import MODEL_PRESETS
+
+        value = self.model_overrides().get(key)
+        if value is None:
+            value = MODEL_PRESETS[self.model_preset].get(
+                key, XReIDConfig.__dataclass_fields__[key].default)
+        return value
+
+    def validate_no_op(self) -> None:
+        """Refuse (``ValueError``, one line) a CII that cannot change the trained model.
+
+        CII's only loss is CMCL and inference never runs CII, so CII changes the model only
+        through CMCL's gradient into its inputs. With ``detach_mii`` (the ``official``
+        preset) the backbone tokens are constant to CII; without an MII branch the anchor is
+        the detached sequence feature, so CMCL reaches nothing but CII itself (Table 5 row 4
+        on ``official``): the run would equal the one without CII up to random numbers. (A
+        CMCL weight of 0 with CII built is allowed: it is the control of
+        ``docs/modules.md``; the variants with CII set the weight to 1.)
+        """
+        opt = self.resolved_model_option
+        if not opt("use_cii") or not opt("detach_mii") or opt("use_sii") or opt("use_lii"):
+            return
+        where = f" (variant {self.variant})" if self.variant else ""
+        raise ValueError(
+            f"use_cii: with detach_mii true and no MII branch, CMCL reaches only CII, which "
+            f"inference does not use, so CII changes nothing{where}; set detach_mii false or "
+            f"turn on use_sii/use_lii")
 
     def validate_ablation(self) -> None:
         """Check the ablation switches (``ValueError`` naming the option)."""
@@ -375,12 +437,21 @@ class TrainConfig:
         if self.hard_selection is not None and self.hard_selection not in allowed:
             raise ValueError(f"hard_selection: expected one of {list(allowed)}, got "
                              f"{self.hard_selection!r}")
-        from xreid.models.xreid import CMCL_STOP_GRADIENTS  # the one list of the values
+        from xreid.losses.cpcl import CPCL_FORMS
+        from xreid.models.xreid import (
+            CMCL_BRANCHES,
+            CMCL_DIRECTIONS,
+            CMCL_STOP_GRADIENTS,  # the one list of the values
+        )
 
-        sides = CMCL_STOP_GRADIENTS
-        if self.cmcl_stop_gradient is not None and self.cmcl_stop_gradient not in sides:
-            raise ValueError(f"cmcl_stop_gradient: expected one of {list(sides)}, got "
-                             f"{self.cmcl_stop_gradient!r}")
+        for key, values in (("cmcl_stop_gradient", CMCL_STOP_GRADIENTS),
+                            ("cmcl_branches", CMCL_BRANCHES),
+                            ("cmcl_directions", CMCL_DIRECTIONS), ("cpcl_form", CPCL_FORMS)):
+            if getattr(self, key) is not None and getattr(self, key) not in values:
+                raise ValueError(f"{key}: expected one of {list(values)}, got "
+                                 f"{getattr(self, key)!r}")
+        if self.cii_depth is not None:
+            check_positive_int(self.cii_depth, "cii_depth")
         for key in ("cpcl_weight", "triplet_weight", "id_weight", "cmcl_weight",
                     "frame_id_weight"):
             value = getattr(self, key)

@@ -1,8 +1,9 @@
 """The two training stages of the textual-prompts variant (Table 4, "Textual Prompts").
 
 CLIP-ReID's scheme (Li, Sun and Li 2023) with modality-specific prompts (Fig. 1(a)): one
-learned prompt per identity *and* modality (:class:`xreid.prompts.PromptLearner`), encoded by
-CLIP's frozen text tower.
+learned prompt per identity *and* modality (:class:`xreid.prompts.PromptLearner`, template
+``prompt_template``, e.g. the paper's ``"A {modality} video of a X X X X person."``), encoded
+by CLIP's frozen text tower.
 
 **Stage 1** (prompts only; image and text encoders frozen). The clip feature of every
 training tracklet, ``v = mean_t projected[:, t]`` (TAP over frames of the projected [CLS],
@@ -200,6 +201,7 @@ class PromptStages:
             torch.manual_seed(cfg.seed)
             self.learner = PromptLearner(
                 self.num_identities, self.text_tower.token_embedding,
+                template=cfg.prompt_template,
                 context_length=int(self.text_tower.positional_embedding.shape[0]),
             ).to(self.device)
         self.learner.ctx.requires_grad_(False)

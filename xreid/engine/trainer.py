@@ -44,6 +44,7 @@ __all__ = [
     "remove_stale_dataset_temporaries",
     "resume_conflicts",
     "seed_everything",
+    "synthetic_root",
     "train_step",
     "truncate_log",
 ]
@@ -217,6 +218,20 @@ def build_readers(cfg: TrainConfig) -> tuple[Any, Any | None]:
     return hold_out_identities(reader, n, seed=0)
 
 
+def synthetic_root(cfg: TrainConfig) -> Path:
+    """Where the synthetic dataset lives: ``cfg.root``, else
+    ``<output_dir>/../data/synthetic-hitsz-vcm-seed<S>[-ids<train>-<test>][-val<V>]`` (the
+    validation identities, :func:`validation_ids`, are generated on top of the training
+    ones)."""
+    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
+    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
+        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    val = validation_ids(cfg)
+    if val:
+        name += f"-val{val}"
+    return Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
+
+
 def build_reader(cfg: TrainConfig) -> Any:
     """The dataset reader of ``cfg``; the synthetic dataset is generated once and cached."""
     from xreid.data import HITSZVCM, BUPTCampus, make_synthetic_hitsz_vcm
@@ -233,15 +248,10 @@ def build_reader(cfg: TrainConfig) -> Any:
         from xreid.data.folder import FolderVVI
 
         return FolderVVI(cfg.root)
-    name = f"synthetic-hitsz-vcm-seed{cfg.synthetic_seed}"
-    if cfg.synthetic_train_ids is not None or cfg.synthetic_test_ids is not None:
-        name += f"-ids{cfg.synthetic_train_ids}-{cfg.synthetic_test_ids}"
+    root = synthetic_root(cfg)
     val = validation_ids(cfg)
-    if val:  # the held-out identities come on top of the training ones
-        name += f"-val{val}"
-    root = Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
     train_ids = cfg.synthetic_train_ids
-    if val:
+    if val:  # the held-out identities come on top of the training ones
         train_ids = (train_ids or SYNTHETIC_TRAIN_IDS) + val
     sizes = {"num_train_ids": train_ids, "num_test_ids": cfg.synthetic_test_ids}
     params = {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}

@@ -4,14 +4,23 @@ File format (``format`` = ``xreid-embeddings-v1`` in the safetensors metadata):
 
 * tensors ``embeddings`` float32 ``(N, E)`` (not normalised; search normalises), and int64
   ``(N,)`` ``pid``, ``camera`` (``-1`` = unknown) and ``modality`` (0 visible, 1 infrared);
-* metadata (strings): ``names`` and ``sources`` (JSON lists: tracklet names and their frame
-  folder / video file, used by ``xreid show``), ``checkpoint``, ``preprocessing`` (JSON).
+* metadata (strings): ``names`` and ``sources`` (JSON lists: tracklet names and the
+  absolute path of their frame folder / video file, used by ``xreid show``),
+  ``sources_relative`` (the same paths relative to the folder holding the embeddings file),
+  ``input_root`` (the absolute input folder of ``xreid embed``), ``checkpoint``,
+  ``checkpoint_sha256`` and ``preprocessing`` (JSON).
+
+Paths that move: :func:`load_embeddings` takes each source's absolute path when it exists,
+else its path relative to the embeddings file (so a folder copied whole, embeddings and
+footage together, still resolves from any working directory); :meth:`EmbeddingSet.relocate`
+points every source into another root (``xreid show --root``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +75,30 @@ class EmbeddingSet:
     def __len__(self) -> int:
         return len(self.names)
 
+    def relocate(self, root: str | Path, base: str | Path | None = None) -> EmbeddingSet:
+        """A copy whose sources lie under ``root``: each source's path relative to ``base``
+        (default: the recorded ``input_root``, the folder ``xreid embed`` read) is joined to
+        ``root``; a source outside ``base``, or with no ``base`` at all, keeps only its last
+        component (``root/<tracklet folder or video>``)."""
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"root: {root} is not a folder")
+        if base is None and self.meta.get("input_root"):
+            base = str(self.meta["input_root"])
+        base = Path(base) if base is not None else None
+        moved = []
+        for src in self.sources:
+            if not src:
+                moved.append(src)
+                continue
+            rel = Path(src).name
+            if base is not None:
+                with contextlib.suppress(ValueError):
+                    rel = str(Path(src).relative_to(base))
+            moved.append(str(root / rel))
+        return EmbeddingSet(self.embeddings, list(self.names), self.pids, self.cameras,
+                            self.modalities, moved, dict(self.meta))
+
     @property
     def dim(self) -> int:
         return int(self.embeddings.shape[1])
@@ -96,11 +129,19 @@ def save_embeddings(emb: EmbeddingSet, path: str | Path) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent.resolve()
+    absolute = [str(Path(src).resolve()) if src else "" for src in emb.sources]
+    relative = []
+    for src in absolute:
+        try:
+            relative.append(Path(os.path.relpath(src, folder)).as_posix() if src else "")
+        except ValueError:  # another drive (Windows): no relative path exists
+            relative.append("")
     tensors = {"embeddings": emb.embeddings.float().contiguous(),
                "pid": emb.pids.long().contiguous(), "camera": emb.cameras.long().contiguous(),
                "modality": emb.modalities.long().contiguous()}
     metadata = {"format": EMBEDDINGS_FORMAT, "names": json.dumps(emb.names),
-                "sources": json.dumps(emb.sources)}
+                "sources": json.dumps(absolute), "sources_relative": json.dumps(relative)}
     metadata.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in emb.meta.items()})
     save_file(tensors, str(path), metadata=metadata)
     return path
@@ -130,11 +171,17 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
     try:
         names = json.loads(metadata["names"])
         sources = json.loads(metadata.get("sources", "[]"))
+        relative = json.loads(metadata.get("sources_relative", "[]"))
+        if sources and len(relative) == len(sources):
+            here = path.parent
+            sources = [src if not rel or Path(src).exists() or not (here / rel).exists()
+                       else str((here / rel).resolve()) for src, rel in zip(sources, relative)]
         emb = EmbeddingSet(tensors["embeddings"].float(), names, tensors["pid"],
                            tensors["camera"], tensors["modality"], sources)
     except (KeyError, ValueError) as exc:
         raise ValueError(f"embeddings: {path} is malformed: {exc}") from exc
-    emb.meta = {k: v for k, v in metadata.items() if k not in ("format", "names", "sources")}
+    emb.meta = {k: v for k, v in metadata.items()
+                if k not in ("format", "names", "sources", "sources_relative")}
     return emb
 
 
@@ -220,5 +267,8 @@ def embed_tracklets(
         torch.tensor([t.camera for t in chosen], dtype=torch.int64),
         torch.tensor([t.modality for t in chosen], dtype=torch.int64),
         [t.source for t in chosen],
-        {"checkpoint": str(loaded.path), "preprocessing": pre.to_dict()},
+        {"checkpoint": str(Path(loaded.path).resolve()), "checkpoint_sha256": loaded.sha256,
+         "preprocessing": pre.to_dict(),
+         **({"input_root": str(Path(folder.root).resolve())} if hasattr(folder, "root")
+            else {})},
     )

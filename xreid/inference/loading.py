@@ -11,6 +11,7 @@ Loading uses ``torch.load(..., weights_only=True)``: nothing in the file is exec
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from torch import nn
 
 from xreid._torch_utils import model_device
 
-__all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "load_model"]
+__all__ = ["CHECKPOINT_FORMAT", "LoadedModel", "Preprocessing", "file_sha256",
+           "load_model"]
 
 CHECKPOINT_FORMAT = "xreid-train-checkpoint-v1"
 
@@ -87,6 +89,21 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return model_device(self.model)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 (hex) of the checkpoint file's bytes: names the exact weights behind an
+        embeddings file, a search result or an exported model."""
+        return file_sha256(self.path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _not_a_checkpoint(path: Path, why: str) -> ValueError:

@@ -14,7 +14,13 @@ import numpy as np
 import torch
 
 from xreid.inference.search import exact_search
-from xreid.inference.visualize import average_precisions, draw_ranked_results, plot_tsne
+from xreid.inference.visualize import (
+    average_precisions,
+    draw_ranked_results,
+    first_match_ranks,
+    gallery_caption,
+    plot_tsne,
+)
 
 __all__ = ["reader_features", "save_ranked_results", "save_tsne"]
 
@@ -56,7 +62,8 @@ def save_ranked_results(model: Any, reader: Any, cfg: Any, path: str | Path, *,
     qf, query, gf, gallery = reader_features(model, reader, cfg, direction)
     q_pids = torch.tensor([t.pid for t in query])
     g_pids = torch.tensor([t.pid for t in gallery])
-    ap = average_precisions(compute_distance(qf, gf), q_pids, g_pids)
+    dist = compute_distance(qf, gf)
+    ap = average_precisions(dist, q_pids, g_pids)
     valid = torch.nonzero(~torch.isnan(ap)).flatten()
     chosen = valid[torch.argsort(ap[valid], stable=True)[:num_queries]].tolist()
     res = exact_search(qf[chosen], gf, top_k)
@@ -68,11 +75,17 @@ def save_ranked_results(model: Any, reader: Any, cfg: Any, path: str | Path, *,
     needed = {int(i) for i in res.indices.flatten()}
     g_frames = [_thumb(t.frames[len(t.frames) // 2], size) if i in needed else blank
                 for i, t in enumerate(gallery)]
-    titles = [f"{direction.upper()} query pid {query[i].pid}: AP {100 * float(ap[i]):.1f}%"
-              for i in chosen]
+    titles = [f"{direction.upper()} query id {query[i].pid} cam {query[i].camera}: "
+              f"AP {100 * float(ap[i]):.1f}%" for i in chosen]
     matches = g_pids[res.indices] == q_pids[chosen][:, None]
-    return draw_ranked_results(q_frames, g_frames, res.indices, res.distances, path,
-                               matches=matches, query_titles=titles)
+    captions = [gallery_caption("/".join(Path(t.frames[0]).parent.parts[-3:]) if t.frames
+                                else f"#{i}", t.pid, t.camera) for i, t in enumerate(gallery)]
+    return draw_ranked_results(
+        q_frames, g_frames, res.indices, res.distances, path, matches=matches,
+        query_titles=titles, gallery_captions=captions,
+        query_modalities=[query[i].modality for i in chosen],
+        gallery_modalities=[t.modality for t in gallery],
+        first_match=first_match_ranks(dist[chosen], q_pids[chosen], g_pids))
 
 
 def save_tsne(model: Any, reader: Any, cfg: Any, path: str | Path, *, title: str = "t-SNE",

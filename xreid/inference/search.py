@@ -6,6 +6,9 @@ Distances are Euclidean between L2-normalised embeddings, as in the evaluation
 
 * :func:`exact_search`: exact top-k, a chunk of queries at a time on any device, so the
   ``(Q, G)`` matrix is never held whole.
+* :func:`reranked_distances`: k-reciprocal re-ranking (:func:`xreid.metrics.re_ranking`) of
+  the query x gallery distances; it needs the three full matrices (Q x G, Q x Q, G x G), so
+  its memory grows as ``(Q + G)^2``; :func:`top_k_of` ranks any ``(Q, G)`` distance matrix.
 * :func:`faiss_search`: an inverted-file index (faiss ``IndexIVFFlat``, inner product) for
   large galleries (the ``xreid[search]`` extra); approximate: it scans ``nprobe`` of
   ``nlist`` cells. ``benchmarks/bench_search.py`` measures its recall@k against exact search.
@@ -21,7 +24,8 @@ import torch.nn.functional as F
 
 from xreid._validation import check_positive_int
 
-__all__ = ["SearchResult", "exact_search", "faiss_search", "search"]
+__all__ = ["SearchResult", "exact_search", "faiss_search", "reranked_distances", "search",
+           "top_k_of"]
 
 
 class SearchResult(NamedTuple):
@@ -115,3 +119,39 @@ def search(query: torch.Tensor, gallery: torch.Tensor, top_k: int = 10, *,
     if index == "faiss":
         return faiss_search(query, gallery, top_k, **options)
     raise ValueError(f"index: expected 'exact' or 'faiss', got {index!r}")
+
+
+def top_k_of(distances: torch.Tensor, top_k: int) -> SearchResult:
+    """Top-k of a ``(Q, G)`` distance matrix, smallest first, equal distances in gallery
+    order (a stable sort)."""
+    if not isinstance(distances, torch.Tensor) or distances.dim() != 2:
+        raise ValueError(f"distances: expected a 2-D (Q, G) tensor, got "
+                         f"{getattr(distances, 'shape', type(distances).__name__)}")
+    check_positive_int(top_k, "top_k")
+    k = min(top_k, distances.shape[1])
+    order = torch.argsort(distances, dim=1, stable=True)[:, :k]
+    return SearchResult(order.cpu(), distances.gather(1, order).float().cpu())
+
+
+@torch.no_grad()
+def reranked_distances(query: torch.Tensor, gallery: torch.Tensor, *, k1: int = 20,
+                       k2: int = 6, lambda_value: float = 0.3,
+                       device: str | torch.device | None = None,
+                       chunk_size: int = 256) -> torch.Tensor:
+    """k-reciprocal re-ranked ``(Q, G)`` distances (exact, computed ``chunk_size`` rows at a
+    time) from the Euclidean distances between L2-normalised embeddings.
+
+    Cost: dense ``(Q + G)^2`` float32 matrices; ``benchmarks/bench_rerank.py`` measured a
+    peak of about ``14 (Q + G)^2`` bytes (0.9 GB at ``Q + G = 8000``).
+    """
+    from xreid.metrics import compute_distance, re_ranking
+
+    _check(query, gallery, 1)
+    dev = torch.device(device) if device is not None else query.device
+    q, g = query.to(dev, torch.float32), gallery.to(dev, torch.float32)
+    qg = compute_distance(q, g, "euclidean", normalize=True)
+    qq = compute_distance(q, q, "euclidean", normalize=True)
+    gg = compute_distance(g, g, "euclidean", normalize=True)
+    out = re_ranking(qg, qq, gg, k1=k1, k2=k2, lambda_value=lambda_value,
+                     chunk_size=chunk_size)
+    return out.cpu()

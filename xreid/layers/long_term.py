@@ -79,15 +79,21 @@ class LongTermInteraction(nn.Module):
         s = self.stride % t
         # Pair row w (patches of frame w) with the CLS of frame (w - S) mod T, then roll the
         # outputs back so that output u = f(CLS_u, patches_{(u+S) mod T}).
+        # (index gathers without torch.roll or %: they also export to ONNX with a dynamic T)
         cls, patches = split_frame_tokens(tokens)
+        frames = torch.arange(t, device=tokens.device)
         if s:
-            cls = torch.roll(cls, shifts=s, dims=1)
+            back = frames - s  # (u - S) mod T for 0 <= S < T
+            cls = cls.index_select(1, torch.where(back < 0, back + t, back))
         query = rearrange(cls, "b t d -> (b t) d")
         keys = rearrange(patches, "b t n d -> (b t) n d")
         for block in self.blocks:  # Eq. 7
             query = block(query, keys)
         out = rearrange(query, "(b t) d -> b t d", b=b, t=t)
-        return torch.roll(out, shifts=-s, dims=1) if s else out
+        if not s:
+            return out
+        ahead = frames + s  # (u + S) mod T
+        return out.index_select(1, torch.where(ahead >= t, ahead - t, ahead))
 
 
 LII = LongTermInteraction

@@ -10,7 +10,10 @@ For patch tokens ``x`` of shape ``(B, T, N, D)``, ``f = D // fold_div`` and a ti
 A missing neighbour (``t - S < 0`` or ``t + S >= T``) takes the current frame
 (``padding="replicate"``, what the paper describes: "we simply copy the current frame") or
 zeros (``padding="zero"``, the TSM convention). With the default ``fold_div=4`` this is
-exactly Eq. 5: ``[z_{t-1}(1:D/4); z_{t+1}(D/4+1:D/2); z_t(D/2+1:D)]``.
+exactly Eq. 5: ``[z_{t-1}(1:D/4); z_{t+1}(D/4+1:D/2); z_t(D/2+1:D)]``. Edge frames: the
+first S frames keep their own first fold and the last S frames their own second fold (with
+``"replicate"``; zeros with ``"zero"``), so with S >= 2 several frames at each end of the
+clip are not shifted in one fold (S = 2, T = 10: frames 0-1 and 8-9).
 
 Why a custom :class:`torch.autograd.Function`: autograd through slice assignments or
 ``torch.cat`` of slices allocates a full-size gradient per slice (10-15x the cost of a

@@ -5,20 +5,26 @@ memories with a temperature-scaled cosine softmax over all C identities:
 
     L_CPCL = CE(cos(b*, M^vis) / tau, y) + CE(cos(b*, M^ir) / tau, y)
 
-each cross-entropy averaged over the batch (``form="memory"``, the default). The paper
-prints Eqs. 3-4 differently: the inner product ``<b*, M_j>`` of the feature as it is (no
-L2 normalisation of the sample, no temperature) and a softmax over only the P identities
-present in the batch; the authors' code uses the form above (see ``docs/differences.md``).
-``form="paper"`` computes the printed form, so that the two can be compared in a study: the
-identities absent from the batch get a logit of -inf, which is the same softmax over the P
-present ones without any data-dependent shape or host synchronisation; ``temperature`` is
-not used.
+each cross-entropy averaged over the batch (``form="memory"``, the default; the authors'
+code). The paper prints Eqs. 3-4 differently: the cosine similarity ``<b*, M_j>`` (sample
+and prototype both L2-normalised) **without a temperature**, and a softmax over only the P
+identities present in the batch (``sum_{j=1}^P``):
+
+    L_CPCL (form="paper") = mean_b [ -log softmax_{j in P}(cos(b, M^vis_j))[y_b] ]
+                          + mean_b [ -log softmax_{j in P}(cos(b, M^ir_j))[y_b] ]
+
+``form="paper"`` computes this printed form, so that the two can be compared in a study
+(see ``docs/differences.md``): the identities absent from the batch get a logit of -inf,
+which is the same softmax over the P present ones without any data-dependent shape or host
+synchronisation; ``temperature`` is not used. Its logits lie in [-1, 1], so each of the two
+terms stays above ``log(1 + (P - 1) / e^2)`` (0.34 for P = 4): without a temperature the
+printed form cannot make the softmax confident.
 
 Shapes: features (B, d), labels (B,) in [0, C), visible (C, d), infrared (C, d) -> scalar.
-The loss is computed in float32 with autocast disabled (a bf16 cosine divided by tau = 0.05
-would carry errors of ~0.1 in the logits); gradients flow back to ``features`` in its own
-dtype. Prototypes get no gradient in the memory use case (they are buffers) but the function
-itself is differentiable in all floating inputs.
+The loss is computed in float32 (float64 for float64 features) with autocast disabled (a
+bf16 cosine divided by tau = 0.05 would carry errors of ~0.1 in the logits); gradients
+flow back to ``features`` in its own dtype. Prototypes get no gradient in the memory use
+case (they are buffers) but the function itself is differentiable in all floating inputs.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ __all__ = ["CPCL", "CPCL_FORMS", "PrototypeCollaborationLoss", "prototype_collab
 
 CPCL_FORMS: tuple[str, ...] = ("memory", "paper")
 """``"memory"``: cosine / tau over all C identities (authors' code); ``"paper"``: Eqs. 3-4 as
-printed, raw inner product over the batch's identities."""
+printed, cosine without temperature over the batch's P identities."""
 
 
 def check_cpcl_form(form: object) -> str:
@@ -94,19 +100,19 @@ def _cpcl(
         return features.float().sum() * 0.0
     with torch.autocast(device_type=features.device.type, enabled=False):
         y = labels.long()
+        dtype = torch.promote_types(features.dtype, torch.float32)  # float64 stays float64
         # F.normalize returns fresh tensors, so autograd saves these copies and never the
         # caller's prototype buffers: an in-place memory update before backward is safe.
-        pv = F.normalize(visible.float(), dim=1)
-        pi = F.normalize(infrared.float(), dim=1)
+        pv = F.normalize(visible.to(dtype), dim=1)
+        pi = F.normalize(infrared.to(dtype), dim=1)
+        f = F.normalize(features.to(dtype), dim=1)
         if form == "paper":
-            f = features.float()
             present = torch.zeros(pv.shape[0], dtype=torch.bool, device=f.device)
             present = present.index_fill(0, y, True)
             absent = torch.where(present, 0.0, float("-inf"))  # softmax over the P present
             loss_vis = F.cross_entropy(f @ pv.t() + absent, y)  # Eq. 3 as printed
             loss_ir = F.cross_entropy(f @ pi.t() + absent, y)  # Eq. 4 as printed
         else:
-            f = F.normalize(features.float(), dim=1)
             loss_vis = F.cross_entropy(f @ pv.t() / temperature, y)  # Eq. 3
             loss_ir = F.cross_entropy(f @ pi.t() / temperature, y)  # Eq. 4
     return loss_vis + loss_ir
@@ -150,8 +156,8 @@ class PrototypeCollaborationLoss(nn.Module):
 
     Args:
         temperature: tau > 0 (0.05 in the authors' code); unused by ``form="paper"``.
-        form: ``"memory"`` (above, the default) or ``"paper"`` (Eqs. 3-4 as printed: raw
-            inner product, softmax over the identities present in the batch).
+        form: ``"memory"`` (above, the default) or ``"paper"`` (Eqs. 3-4 as printed: cosine
+            similarity without temperature, softmax over the identities present in the batch).
     """
 
     def __init__(self, temperature: float = 0.05, form: str = "memory") -> None:

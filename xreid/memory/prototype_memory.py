@@ -43,7 +43,7 @@ from xreid._validation import (
 )
 from xreid.constants import INFRARED, VISIBLE
 from xreid.distributed import all_gather_variable, get_world_size, is_distributed
-from xreid.losses.cpcl import prototype_collaboration_loss
+from xreid.losses.cpcl import check_cpcl_form, prototype_collaboration_loss
 
 __all__ = ["CPCMemory", "CrossModalPrototypeMemory"]
 
@@ -159,12 +159,15 @@ def _own_modality_loss(
     visible: torch.Tensor,
     infrared: torch.Tensor,
     temperature: float,
+    form: str = "memory",
 ) -> torch.Tensor:
     """Each sample against its own modality's prototypes only (no cross-modal collaboration).
 
     ``sum over m in {visible, infrared} of mean_{i: modality_i = m} CE(cos(f_i, M^m) / tau,
-    y_i)``, float32, vectorised (no host synchronisation). Shapes: features (B, d), labels
-    and modality (B,), prototypes (C, d) -> scalar.
+    y_i)``, float32, vectorised (no host synchronisation). With ``form="paper"`` the logits
+    are the cosines without ``tau`` and the softmax runs over the batch's identities only
+    (as :func:`~xreid.losses.cpcl.prototype_collaboration_loss`). Shapes: features (B, d),
+    labels and modality (B,), prototypes (C, d) -> scalar.
     """
     if features.shape[0] == 0:
         return features.float().sum() * 0.0
@@ -175,7 +178,13 @@ def _own_modality_loss(
             is_ir,
             f @ F.normalize(infrared.float(), dim=1).t(),
             f @ F.normalize(visible.float(), dim=1).t(),
-        ) / temperature
+        )
+        if form == "paper":
+            present = torch.zeros(logits.shape[1], dtype=torch.bool, device=f.device)
+            present = present.index_fill(0, labels.long(), True)
+            logits = logits + torch.where(present, 0.0, float("-inf"))
+        else:
+            logits = logits / temperature
         ce = F.cross_entropy(logits, labels.long(), reduction="none")
         loss = ce.new_zeros(())
         for code in (VISIBLE, INFRARED):
@@ -211,6 +220,14 @@ class CrossModalPrototypeMemory(nn.Module):
             the memory) and ``forward`` leaves out-of-range labels to ``cross_entropy``.
             Shapes, dtypes and devices are always checked (metadata only). Mutable
             attribute.
+        form: the CPCL form (:data:`xreid.losses.cpcl.CPCL_FORMS`): ``"memory"`` (cosine /
+            tau over all C identities, the authors' code, default) or ``"paper"`` (Eqs. 3-4
+            as printed: cosine without tau over the batch's identities).
+        shared: ``initialize`` gives both memories the same prototypes, each identity's
+            centroid over **both** modalities (PCL's single memory). With
+            ``hard_selection="any"`` every update then writes the same row into both, so they
+            stay identical: one memory, read by ``forward`` as either modality's. ``False``
+            (default): per-modality centroids (the paper's "Memory Initialization").
 
     Attribute ``force_sync_free`` (default ``False``): on CPU, ``update`` writes the rows
     exactly (one host synchronisation); on other devices, or when this is set, it uses the
@@ -244,6 +261,8 @@ class CrossModalPrototypeMemory(nn.Module):
         hard_selection: HardSelection = "cross_modal",
         collaboration: bool = True,
         validate: bool = True,
+        form: str = "memory",
+        shared: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_identities, int) or num_identities < 1:
@@ -266,6 +285,10 @@ class CrossModalPrototypeMemory(nn.Module):
         self.temperature = float(temperature)
         self.hard_selection: HardSelection = hard_selection
         self.collaboration = collaboration
+        self.form = check_cpcl_form(form)
+        if not isinstance(shared, bool):
+            raise ValueError(f"shared: expected a bool, got {shared!r}")
+        self.shared = shared
         self.validate = bool(validate)
         self.is_initialized = False
         self._workspace: torch.Tensor | None = None
@@ -337,6 +360,8 @@ class CrossModalPrototypeMemory(nn.Module):
     ) -> None:
         """Memory initialisation: per-identity, per-modality mean, then L2 normalisation.
 
+        With ``shared=True`` the mean runs over both modalities and both memories get it.
+
         ``visible[y] = normalize(mean{features[i] : labels[i] == y, modality[i] == 0})``,
         ``infrared[y]`` likewise with modality 1 (the authors average the raw features and
         normalise the mean). An identity seen in only one modality takes the other
@@ -373,7 +398,8 @@ class CrossModalPrototypeMemory(nn.Module):
         c = self.num_identities
         x = f.detach().float()
         y = y.long()
-        slot = y + c * (m.long() == INFRARED).long()  # (M,) row in a stacked (2C, d) table
+        # (M,) row in a stacked (2C, d) table; a shared memory puts every sample in the first C
+        slot = y + c * (m.long() == INFRARED).long() * int(not self.shared)
         sums = x.new_zeros(2 * c, self.dim).index_add_(0, slot, x)
         counts = torch.bincount(slot, minlength=2 * c).to(x.dtype)
         if distributed:
@@ -390,7 +416,7 @@ class CrossModalPrototypeMemory(nn.Module):
             )
         only_ir = (~has_vis).nonzero().squeeze(1).tolist()
         only_vis = (~has_ir).nonzero().squeeze(1).tolist()
-        if only_ir or only_vis:
+        if (only_ir or only_vis) and not self.shared:
             warnings.warn(
                 f"CrossModalPrototypeMemory.initialize: {len(only_vis)} identities have no "
                 f"infrared sample (e.g. {only_vis[:10]}) and {len(only_ir)} no visible sample "
@@ -549,9 +575,10 @@ class CrossModalPrototypeMemory(nn.Module):
             )
         if self.collaboration:
             return prototype_collaboration_loss(f, y, self.visible, self.infrared,
-                                                self.temperature, validate=False)
+                                                self.temperature, self.form, validate=False)
         assert m is not None
-        return _own_modality_loss(f, y, m, self.visible, self.infrared, self.temperature)
+        return _own_modality_loss(f, y, m, self.visible, self.infrared, self.temperature,
+                                  self.form)
 
     # ------------------------------------------------------------------ plumbing
     def _apply(self, fn: Any, recurse: bool = True) -> CrossModalPrototypeMemory:
@@ -585,7 +612,7 @@ class CrossModalPrototypeMemory(nn.Module):
         return (
             f"num_identities={self.num_identities}, dim={self.dim}, momentum={self.momentum}, "
             f"temperature={self.temperature}, hard_selection={self.hard_selection!r}, "
-            f"collaboration={self.collaboration}"
+            f"collaboration={self.collaboration}, form={self.form!r}, shared={self.shared}"
         )
 
 

@@ -12,9 +12,18 @@ from __future__ import annotations
 
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
-from xreid.models.xreid import CMCL_STOP_GRADIENTS, PRESETS, XReID, XReIDConfig
+from xreid.models.xreid import (
+    CMCL_BRANCHES,
+    CMCL_DIRECTIONS,
+    CMCL_STOP_GRADIENTS,
+    PRESETS,
+    XReID,
+    XReIDConfig,
+)
 
 __all__ = [
+    "CMCL_BRANCHES",
+    "CMCL_DIRECTIONS",
     "CMCL_STOP_GRADIENTS",
     "PRESETS",
     "BNNeck",

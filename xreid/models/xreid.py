@@ -33,16 +33,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xreid._validation import check_labels, check_tensor, shape_str
+from xreid._validation import check_labels, check_positive_int, check_tensor, shape_str
 from xreid.constants import INFRARED, VISIBLE
 from xreid.layers.cross_modal import CrossModalInteraction
 from xreid.layers.multi_granularity import MultiGranularityInteraction
+from xreid.losses.cpcl import check_cpcl_form
 from xreid.memory.prototype_memory import HARD_SELECTIONS, CrossModalPrototypeMemory
 from xreid.models.heads import BNNeck, IdentityClassifier
 from xreid.models.output import XReIDOutput
 from xreid.presets import MODEL_PRESETS
 
-__all__ = ["CMCL_STOP_GRADIENTS", "PRESETS", "XReID", "XReIDConfig"]
+__all__ = ["CMCL_BRANCHES", "CMCL_DIRECTIONS", "CMCL_STOP_GRADIENTS", "PRESETS", "XReID",
+           "XReIDConfig"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,20 @@ class XReIDConfig:
         lii_stride: LII time stride S (paper 2; 0 pairs every frame with itself).
         use_sii: build the SII branch (Eqs. 5-6); without it the MII feature is the LII mean.
         sii_stride: time stride S >= 1 of the SII token shift (paper 1; Fig. 4 tries 1-4).
+            The first and last S frames keep their own channels in one fold each.
         use_lii: build the LII branch (Eq. 7); without it the MII feature is the SII mean.
             With ``use_sii=False`` and ``use_lii=False`` no MII is built (``mii is None``).
         use_cii: build CII + CMCL (Fig. 3d, Eq. 9). Without MII, CII's query is the clip's
             sequence feature (TAP of the [CLS] tokens) and CMCL constrains that.
+        cii_depth: stacked CII blocks (the paper draws one).
+        cmcl_branches: which MII branches feed CII and CMCL: ``"both"`` (the paper: "the
+            features obtained from the SII are also subjected to the same constraint"),
+            ``"sii"`` or ``"lii"`` (one branch; it must be on). Ignored without MII (the
+            sequence feature is the only anchor).
+        cmcl_directions: which way CII looks: ``"both"`` (visible queries infrared *and*
+            infrared queries visible, the paper's "similarly" for the other modality),
+            ``"v2i"`` (only the visible anchor queries the infrared patches, the single
+            direction Eq. 9 writes out) or ``"i2v"``.
         cii_query_residual: keep the residual connection of CII's query token (the paper's
             block); ``False`` closes the CMCL shortcut (``docs/modules.md``).
         cmcl_stop_gradient: which side of Eq. 9 is a constant: ``"none"`` (the paper: both
@@ -79,6 +91,12 @@ class XReIDConfig:
             memories, PCL) or ``"any"`` (authors' code).
         memory_collaboration: ``True`` (Eqs. 3-4: every sample against both memories) or
             ``False`` (each sample against its own modality's memory only).
+        cpcl_form: ``"memory"`` (cosine / tau over all C identities, the authors' code) or
+            ``"paper"`` (Eqs. 3-4 as printed: cosine without tau over the batch's identities);
+            :data:`xreid.losses.cpcl.CPCL_FORMS`.
+        memory_shared: initialise both memories with the identity's centroid over *both*
+            modalities (PCL's single memory; with ``hard_selection="any"`` the two stay
+            identical, i.e. one memory). ``False``: per-modality centroids (the paper).
     """
 
     num_heads: int | None = None
@@ -89,6 +107,9 @@ class XReIDConfig:
     sii_stride: int = 1
     use_lii: bool = True
     use_cii: bool = True
+    cii_depth: int = 1
+    cmcl_branches: Literal["both", "sii", "lii"] = "both"
+    cmcl_directions: Literal["both", "v2i", "i2v"] = "both"
     cii_query_residual: bool = True
     cmcl_stop_gradient: Literal["none", "anchor", "interaction"] = "none"
     use_memory: bool = True
@@ -101,7 +122,16 @@ class XReIDConfig:
     memory_temperature: float = 0.05
     hard_selection: Literal["cross_modal", "same_modality", "any"] = "cross_modal"
     memory_collaboration: bool = True
+    cpcl_form: Literal["memory", "paper"] = "memory"
+    memory_shared: bool = False
 
+
+CMCL_BRANCHES: tuple[str, ...] = ("both", "sii", "lii")
+"""Values of ``XReIDConfig.cmcl_branches``: the MII branches that feed CII / CMCL."""
+
+CMCL_DIRECTIONS: tuple[str, ...] = ("both", "v2i", "i2v")
+"""Values of ``XReIDConfig.cmcl_directions``: which modality's anchor queries the other's
+patches in CII (``"v2i"``: the visible anchor, the infrared patches)."""
 
 CMCL_STOP_GRADIENTS: tuple[str, ...] = ("none", "anchor", "interaction")
 """Values of ``XReIDConfig.cmcl_stop_gradient``: the side of Eq. 9 held constant."""
@@ -155,6 +185,19 @@ class XReID(nn.Module):
                 f"cmcl_stop_gradient: expected one of {CMCL_STOP_GRADIENTS}, got "
                 f"{cfg.cmcl_stop_gradient!r}"
             )
+        for key, allowed in (("cmcl_branches", CMCL_BRANCHES),
+                             ("cmcl_directions", CMCL_DIRECTIONS)):
+            if getattr(cfg, key) not in allowed:
+                raise ValueError(f"{key}: expected one of {allowed}, got {getattr(cfg, key)!r}")
+        if cfg.use_cii and (cfg.use_sii or cfg.use_lii) and cfg.cmcl_branches != "both":
+            branch = cfg.cmcl_branches
+            if not getattr(cfg, f"use_{branch}"):
+                raise ValueError(f"cmcl_branches: expected a branch that is on, got {branch!r} "
+                                 f"with use_{branch}=False")
+        check_positive_int(cfg.cii_depth, "cii_depth")
+        check_cpcl_form(cfg.cpcl_form)
+        if not isinstance(cfg.memory_shared, bool):
+            raise ValueError(f"memory_shared: expected a bool, got {cfg.memory_shared!r}")
         dim = int(backbone.embed_dim)
         proj_dim = int(backbone.proj_dim)
         backbone_cams = int(getattr(backbone, "num_cameras", 0))
@@ -179,6 +222,8 @@ class XReID(nn.Module):
                 temperature=cfg.memory_temperature,
                 hard_selection=cfg.hard_selection,
                 collaboration=cfg.memory_collaboration,
+                form=cfg.cpcl_form,
+                shared=cfg.memory_shared,
             )
             if cfg.use_memory
             else None
@@ -201,7 +246,8 @@ class XReID(nn.Module):
             else None
         )
         self.cii = (
-            CrossModalInteraction(dim, num_heads, mlp_ratio=cfg.mlp_ratio, drop_path=cfg.drop_path,
+            CrossModalInteraction(dim, num_heads, depth=cfg.cii_depth, mlp_ratio=cfg.mlp_ratio,
+                                  drop_path=cfg.drop_path,
                                   query_residual=cfg.cii_query_residual)
             if cfg.use_cii
             else None
@@ -452,13 +498,14 @@ class XReID(nn.Module):
             )
         return vis, ir
 
-    @staticmethod
-    def _mii_anchors(mii: Any) -> list[tuple[str, torch.Tensor]]:
-        """The (name, O-bar (B, D)) sequence feature of every MII branch that is on."""
+    def _mii_anchors(self, mii: Any) -> list[tuple[str, torch.Tensor]]:
+        """The (name, O-bar (B, D)) sequence feature of every MII branch that is on and
+        selected by ``cmcl_branches``."""
+        chosen = self.config.cmcl_branches
         branches = []
-        if mii.short is not None:
+        if mii.short is not None and chosen in ("both", "sii"):
             branches.append(("short", mii.short.mean(dim=1)))
-        if mii.long is not None:
+        if mii.long is not None and chosen in ("both", "lii"):
             branches.append(("long", mii.long.mean(dim=1)))
         return branches
 
@@ -469,18 +516,25 @@ class XReID(nn.Module):
         vis: torch.Tensor,
         ir: torch.Tensor,
     ) -> tuple[tuple[tuple[torch.Tensor, torch.Tensor], ...], dict[str, torch.Tensor]]:
-        """CII in both directions for every branch, in one batched call.
+        """CII in the selected directions for every selected branch, in one batched call.
 
         For a branch with sequence feature O-bar (B, D) (an MII branch, or the clip's
         sequence feature without MII): the visible clips' O-bar queries the paired infrared
-        patches and vice versa; CMCL compares O-bar with the CII output.
+        patches (``"v2i"``) and the infrared O-bar the visible patches (``"i2v"``); CMCL
+        compares O-bar with the CII output. Pairs are ordered branch-major, v2i first.
         """
         assert self.cii is not None
+        directions = self.config.cmcl_directions
         queries, keys, names = [], [], []
         for name, anchor in branches:
-            queries += [anchor[vis], anchor[ir]]
-            keys += [patches[ir], patches[vis]]
-            names += [f"cii_{name}_v2i", f"cii_{name}_i2v"]
+            if directions in ("both", "v2i"):
+                queries.append(anchor[vis])
+                keys.append(patches[ir])
+                names.append(f"cii_{name}_v2i")
+            if directions in ("both", "i2v"):
+                queries.append(anchor[ir])
+                keys.append(patches[vis])
+                names.append(f"cii_{name}_i2v")
         out = self.cii(torch.cat(queries, 0), torch.cat(keys, 0))
         chunks = out.split(vis.numel(), dim=0)
         side = self.config.cmcl_stop_gradient

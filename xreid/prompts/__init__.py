@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from xreid.prompts.learner import (
     DEFAULT_TEMPLATE,
+    MODALITY_WORDS,
     PLACEHOLDER,
     PromptLearner,
     tokenize_template,
@@ -40,6 +41,7 @@ from xreid.prompts.text_tower import (
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "MODALITY_WORDS",
     "PLACEHOLDER",
     "TEXT_KEYS",
     "PromptLearner",

@@ -8,6 +8,11 @@ identity ``c`` of modality ``m``, by the learned vectors ``ctx[m, c]``::
     prompt(m, c) = [prefix; ctx[m, c]; suffix]                        (L, W)
     prefix = embed("<sot> a photo of a"),  suffix = embed("person . <eot> <pad>...")
 
+A template may name the modality with ``{modality}`` (filled with :data:`MODALITY_WORDS`,
+e.g. ``"A {modality} video of a X X X X person."``, the paper's "A visible/infrared video of
+a XXXX person"): each modality then has its own prefix and suffix, which must place the
+placeholders and the end-of-text token at the same positions in every modality.
+
 Shapes: M modalities (2: ``VISIBLE`` = 0, ``INFRARED`` = 1), C identities, n_ctx learned
 tokens (4 for the default template), W the text width, L the context length (77).
 ``ctx`` is initialised from N(0, 0.02^2), as CLIP-ReID's class-specific context. The prompt
@@ -21,11 +26,14 @@ from torch import nn
 
 from xreid._validation import check_labels, check_positive_int, shape_str
 
-__all__ = ["DEFAULT_TEMPLATE", "PLACEHOLDER", "PromptLearner", "tokenize_template"]
+__all__ = ["DEFAULT_TEMPLATE", "MODALITY_WORDS", "PLACEHOLDER", "PromptLearner",
+           "tokenize_template"]
 
 DEFAULT_TEMPLATE = "A photo of a X X X X person."
 """CLIP-ReID's person template; each ``X`` is one learned token."""
 PLACEHOLDER = "X"
+MODALITY_WORDS: tuple[str, ...] = ("visible", "infrared")
+"""The words a template's ``{modality}`` becomes, by modality code (``VISIBLE``, ``INFRARED``)."""
 
 
 def tokenize_template(template: str, context_length: int = 77) -> tuple[torch.Tensor, int, int]:
@@ -63,14 +71,16 @@ class PromptLearner(nn.Module):
         num_identities: C.
         token_embedding: the text tower's ``token_embedding`` (an ``nn.Embedding`` (V, W));
             only read here (the template's fixed words).
-        template: the prompt with a contiguous run of ``X`` words (n_ctx learned tokens).
+        template: the prompt with a contiguous run of ``X`` words (n_ctx learned tokens),
+            optionally with ``{modality}`` (one filled template per modality).
         num_modalities: M (2: visible, infrared).
         context_length: L, the text tower's context length.
         init_std: standard deviation of the normal initialisation of ``ctx``.
 
     Attributes:
         ctx: (M, C, n_ctx, W) parameter, the only learnable (and persistent) tensor.
-        tokens: (L,) the tokenised template; ``eot_index`` the end-of-text position.
+        tokens: (L,) the tokenised template (of modality 0 when the template names the
+            modality); ``eot_index`` the end-of-text position.
     """
 
     def __init__(
@@ -89,11 +99,25 @@ class PromptLearner(nn.Module):
         if not isinstance(token_embedding, nn.Embedding):
             raise ValueError("token_embedding: expected the text tower's nn.Embedding, got "
                              f"{type(token_embedding).__name__}")
-        tokens, start, n_ctx = tokenize_template(template, context_length)
+        if not isinstance(template, str):
+            raise ValueError(f"template: expected a string, got {type(template).__name__}")
+        if "{modality}" in template and num_modalities > len(MODALITY_WORDS):
+            raise ValueError(f"template: '{{modality}}' names {len(MODALITY_WORDS)} "
+                             f"modalities, got num_modalities={num_modalities}")
+        filled = [template.replace("{modality}", MODALITY_WORDS[m])
+                  for m in range(num_modalities)]
+        parsed = [tokenize_template(t, context_length) for t in filled]
+        tokens, start, n_ctx = parsed[0]
+        for t, (tok, s, n) in zip(filled, parsed):
+            if (s, n, int(tok.argmax())) != (start, n_ctx, int(tokens.argmax())):
+                raise ValueError(
+                    f"template: expected every modality's prompt to place its placeholders "
+                    f"and end token at the same positions, got {filled[0]!r} and {t!r}")
         width = token_embedding.embedding_dim
         with torch.no_grad():
             weight = token_embedding.weight
-            embedded = token_embedding(tokens.to(weight.device)).float().cpu()
+            embedded = torch.stack([token_embedding(tok.to(weight.device)).float().cpu()
+                                    for tok, _, _ in parsed])  # (M, L, W)
         self.template = template
         self.num_identities = num_identities
         self.num_modalities = num_modalities
@@ -101,8 +125,10 @@ class PromptLearner(nn.Module):
         self.width = width
         self.eot_index = int(tokens.argmax())
         self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("token_prefix", embedded[:start].clone(), persistent=False)
-        self.register_buffer("token_suffix", embedded[start + n_ctx:].clone(), persistent=False)
+        # (M, start, W) and (M, L - start - n_ctx, W): one fixed text per modality
+        self.register_buffer("token_prefix", embedded[:, :start].clone(), persistent=False)
+        self.register_buffer("token_suffix", embedded[:, start + n_ctx:].clone(),
+                             persistent=False)
         self.ctx = nn.Parameter(torch.empty(num_modalities, num_identities, n_ctx, width))
         nn.init.normal_(self.ctx, std=init_std)
 
@@ -110,9 +136,11 @@ class PromptLearner(nn.Module):
         y = check_labels(labels, "labels", self.num_identities)
         m = check_labels(modality, "modality", self.num_modalities, length=y.shape[0])
         n = y.shape[0]
-        ctx = self.ctx[m.to(self.ctx.device), y.to(self.ctx.device)]  # (N, n_ctx, W)
-        prefix = self.token_prefix.to(ctx.dtype).expand(n, -1, -1)
-        suffix = self.token_suffix.to(ctx.dtype).expand(n, -1, -1)
+        m = m.to(self.ctx.device)
+        ctx = self.ctx[m, y.to(self.ctx.device)]  # (N, n_ctx, W)
+        prefix = self.token_prefix.to(ctx.dtype)[m]
+        suffix = self.token_suffix.to(ctx.dtype)[m]
+        assert prefix.shape[0] == n
         return torch.cat([prefix, ctx, suffix], dim=1)
 
     def all_prompts(self) -> tuple[torch.Tensor, torch.Tensor]:
