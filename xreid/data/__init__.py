@@ -38,6 +38,11 @@ from xreid.data.folder import (
     read_video_frames,
 )
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
+from xreid.data.mannequin import (
+    MannequinRenderer,
+    make_mannequin_bupt_campus,
+    make_mannequin_hitsz_vcm,
+)
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
 from xreid.data.synthetic import (
@@ -47,6 +52,7 @@ from xreid.data.synthetic import (
 )
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
 from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normalization
+from xreid.data.validation import HeldOutSplit, hold_out_identities
 
 __all__ = [
     "BUPT_CAMERAS",
@@ -64,6 +70,8 @@ __all__ = [
     "DataFileNotFoundError",
     "FolderTracklet",
     "FolderVVI",
+    "HeldOutSplit",
+    "MannequinRenderer",
     "Tracklet",
     "TrackletClipDataset",
     "TrackletFolder",
@@ -71,8 +79,11 @@ __all__ = [
     "collate_clips",
     "count_video_frames",
     "decode_vcm_name",
+    "hold_out_identities",
     "item_seed",
     "load_frame",
+    "make_mannequin_bupt_campus",
+    "make_mannequin_hitsz_vcm",
     "make_synthetic_bupt_campus",
     "make_synthetic_hitsz_vcm",
     "modality_name",

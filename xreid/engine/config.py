@@ -62,6 +62,12 @@ class TrainConfig:
         None,
         "synthetic test identities (default: the generator's)"
     )
+    val_ids: int | None = _option(
+        None,
+        "training identities held out as a validation split shaped like the test protocol "
+        "(default: 24 for the synthetic dataset, generated in addition to its training "
+        "identities; 0, i.e. none, for the others); choose options on it, not on test"
+    )
     min_len: int | None = _option(
         None,
         "drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12, "

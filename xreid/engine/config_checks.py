@@ -86,6 +86,7 @@ def check_config(cfg: Any) -> None:
     for name in ("synthetic_seed", "seed", "pad", "num_workers", "warmup_epochs"):
         _range(name, getattr(cfg, name), 0)
     _range("min_len", cfg.min_len, 1, allow_none=True)  # None: the dataset's rule
+    _range("val_ids", cfg.val_ids, 0, allow_none=True)  # None: the dataset's default
     for name in ("synthetic_train_ids", "synthetic_test_ids", "patch_size", "embed_dim",
                  "depth", "num_heads", "sii_depth"):
         _range(name, getattr(cfg, name), 1, allow_none=True)

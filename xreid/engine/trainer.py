@@ -176,14 +176,46 @@ def train_step(
 
 
 def _synthetic_params(cfg: TrainConfig) -> dict[str, Any]:
-    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
+    """The generator's parameters; held-out validation identities come on top of the
+    training ones."""
+    train_ids = cfg.synthetic_train_ids
+    val = validation_ids(cfg)
+    if val:
+        train_ids = (train_ids or SYNTHETIC_TRAIN_IDS) + val
+    sizes = {"num_train_ids": train_ids, "num_test_ids": cfg.synthetic_test_ids}
     return {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
+
+
+SYNTHETIC_TRAIN_IDS = 64  # make_synthetic_hitsz_vcm's default num_train_ids
+SYNTHETIC_VAL_IDS = 24  # the synthetic dataset's default validation identities
+
+
+def validation_ids(cfg: TrainConfig) -> int:
+    """``cfg.val_ids``, or its default: 24 for the synthetic dataset, 0 for the others."""
+    if cfg.val_ids is not None:
+        return cfg.val_ids
+    return SYNTHETIC_VAL_IDS if cfg.dataset == "synthetic" else 0
+
+
+def build_readers(cfg: TrainConfig) -> tuple[Any, Any | None]:
+    """(training reader, validation reader or None): :func:`build_reader`, then
+    :func:`xreid.data.validation.hold_out_identities` (split seed 0, the same for every
+    training seed) when :func:`validation_ids` is positive. The training reader keeps the
+    dataset's own test split."""
+    reader = build_reader(cfg)
+    n = validation_ids(cfg)
+    if not n:
+        return reader, None
+    from xreid.data.validation import hold_out_identities
+
+    return hold_out_identities(reader, n, seed=0)
 
 
 def synthetic_root(cfg: TrainConfig) -> Path:
     """Where the synthetic dataset lives: ``cfg.root``, else
     ``<output_dir>/../data/<synthetic_folder_name(...)>`` (one folder per set of parameters
-    and generator version)."""
+    and generator version; the validation identities, :func:`validation_ids`, are generated on
+    top of the training ones and so are part of the parameters)."""
     name = synthetic_folder_name(_synthetic_params(cfg))
     return Path(cfg.root or Path(cfg.output_dir).parent / "data" / name)
 
@@ -282,10 +314,10 @@ class Trainer:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.output_dir)
         self._barrier()
-        self.reader = build_reader(cfg) if self.is_main else None
+        self.reader, self.val_reader = build_readers(cfg) if self.is_main else (None, None)
         self._barrier()
         if self.reader is None:
-            self.reader = build_reader(cfg)
+            self.reader, self.val_reader = build_readers(cfg)
         self.model = build_model(cfg, self.reader.num_train_identities,
                                  self.reader.num_cameras).to(self.device)
         self.core = self.model
@@ -464,18 +496,24 @@ class Trainer:
         return mean.float(), var.clamp_min(0).float()
 
     # ----------------------------------------------------------------------- evaluation
-    def evaluate(self, tag: str = "eval") -> Any:
-        """I2V and V2I on the reader's test split (rank 0; other ranks return None)."""
+    def evaluate(self, tag: str = "eval", model: nn.Module | None = None) -> Any:
+        """I2V and V2I of ``model`` (default: the X-ReID model) on the reader's test split,
+        or on the validation split when ``tag`` starts with ``"val_"`` (rank 0; other ranks
+        return None)."""
         from xreid.metrics import evaluate_model
 
         result = None
+        reader = self.val_reader if tag.startswith("val_") else self.reader
+        if reader is None:
+            raise ValueError(f"tag: {tag!r} needs a validation split, got val_ids=0")
         if self.is_main:
             cfg = self.cfg
             progress = self.callbacks.on_evaluation_start(self, tag)
             autocast_dtype = {"none": None, "bf16": torch.bfloat16,
                               "fp16": torch.float16}[cfg.amp]
             result = evaluate_model(
-                self.core, self.reader, num_frames=cfg.num_frames, sampling=cfg.eval_sampling,
+                model or self.core, reader, num_frames=cfg.num_frames,
+                sampling=cfg.eval_sampling,
                 img_size=tuple(cfg.img_size), normalization=cfg.normalization,
                 batch_size=cfg.eval_batch_size, num_workers=cfg.num_workers,
                 device=self.device, autocast_dtype=autocast_dtype, rerank=cfg.rerank,
@@ -591,11 +629,23 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             cfg.save(self.output_dir / "config.json")
+        restored = getattr(self, "_restored_results", {})
         if cfg.eval_before and self.epoch == 0 and "before" not in self.results:
             self.evaluate("before")
+            if self.val_reader is not None:
+                self.evaluate("val_before")
+            if cfg.weights is not None:  # the pre-trained encoder's own features
+                from xreid.backbones.features import EncoderEmbedding
+
+                encoder = EncoderEmbedding(self.core.backbone)
+                for prefix in ("", "val_") if self.val_reader is not None else ("",):
+                    self.evaluate(prefix + "encoder", encoder)
         if (cfg.pixel_baseline and "pixels" not in self.results
-                and "pixels" not in getattr(self, "_restored_results", {})):
+                and "pixels" not in restored):
             self.evaluate_pixel_baseline()
+        if (cfg.pixel_baseline and self.val_reader is not None
+                and "val_pixels" not in self.results and "val_pixels" not in restored):
+            self.evaluate_pixel_baseline("val_pixels")
         if self.prompt_stages is not None:  # stage 1 (once), then frozen prompt features
             self.prompt_stages.prepare_stage2()
         while self.epoch < cfg.epochs:
@@ -642,29 +692,38 @@ class Trainer:
                 self.callbacks.on_epoch_end(self, epoch, means)
             if self.epoch % cfg.save_every == 0 or self.epoch == cfg.epochs:
                 self.save_checkpoint()
+        if self.val_reader is not None:
+            self.evaluate("val_after")
         self.evaluate("after")
         metrics = self.metrics()
         if self.is_main:
             (self.output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         return metrics
 
-    def evaluate_pixel_baseline(self) -> Any:
+    def evaluate_pixel_baseline(self, tag: str = "pixels") -> Any:
         """The raw-pixel ranking of the test split (:func:`xreid.metrics.pixel_baseline`),
-        stored as the result ``"pixels"`` (rank 0; other ranks return None)."""
+        stored as the result ``tag``; of the validation split for ``tag="val_pixels"``
+        (rank 0; other ranks return None)."""
         from xreid.metrics import pixel_baseline
 
         if not self.is_main:
             return None
-        result = pixel_baseline(self.reader)
-        self.results["pixels"] = result
-        self.callbacks.on_evaluation(self, "pixels", result)
+        result = pixel_baseline(self.val_reader if tag.startswith("val_") else self.reader)
+        self.results[tag] = result
+        self.callbacks.on_evaluation(self, tag, result)
         return result
 
     def metrics(self) -> dict[str, Any]:
-        """``{"before", "after", "baselines", "config"}`` from the evaluations run.
+        """``{"before", "after", "baselines", "validation", "config"}`` from the evaluations
+        run (``before``/``after``/``baselines`` on the test split).
 
         ``baselines`` holds what training must beat: ``"pixels"`` (raw-pixel ranking) and
-        ``"untrained"`` (the model before training, the same numbers as ``"before"``).
+        either ``"untrained"`` (no ``cfg.weights``: the model before training, the same
+        numbers as ``"before"``) or ``"pretrained"`` (``cfg.weights`` set: the encoder's own
+        features before fine-tuning, :class:`xreid.backbones.features.EncoderEmbedding`, the
+        analogue of zero-shot CLIP; ``"before"`` then still holds the whole model with its
+        freshly initialised heads). ``validation`` has the same ``before``/``after``/
+        ``baselines`` on the held-out validation identities (``cfg.val_ids``), when any.
         """
         out: dict[str, Any] = {}
         restored = getattr(self, "_restored_results", {})
@@ -674,13 +733,21 @@ class Trainer:
                 return self.results[tag].to_dict()
             return restored.get(tag)
 
-        for tag in ("before", "after", "eval"):
-            if (r := result(tag)) is not None:
-                out[tag] = r
-        baselines = {name: r for name, tag in (("pixels", "pixels"), ("untrained", "before"))
-                     if (r := result(tag)) is not None}
-        if baselines:
-            out["baselines"] = baselines
+        start = (("untrained", "before") if self.cfg.weights is None
+                 else ("pretrained", "encoder"))
+        for prefix in ("", "val_"):
+            part: dict[str, Any] = {}
+            for tag in ("before", "after", "eval"):
+                if (r := result(prefix + tag)) is not None:
+                    part[tag] = r
+            baselines = {name: r for name, tag in (("pixels", "pixels"), start)
+                         if (r := result(prefix + tag)) is not None}
+            if baselines:
+                part["baselines"] = baselines
+            if prefix and part:
+                out["validation"] = part
+            elif not prefix:
+                out.update(part)
         out["config"] = self.cfg.to_dict()
         return out
 
