@@ -28,9 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
     values = dict(
-        root=str(tmp_path.parent / "synthetic-data"),
+        # its own folder: a shared root holding other parameters is refused (issue 20)
+        root=str(tmp_path.parent / "synthetic-data-val0"),
         synthetic_train_ids=8,
         synthetic_test_ids=6,
+        val_ids=0,  # the dataset these step counts were written for
         img_size=(32, 16),
         num_frames=3,
         ids_per_batch=2,
@@ -190,7 +192,8 @@ def _cli(tmp_path: Path):
     from xreid.cli import train_script as train_vvi
     cfg = tiny_config(tmp_path)
     args = ["--no-progress", "--root", cfg.data.root, "--output-dir", cfg.run.output_dir,
-            "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--img-size", "32", "16",
+            "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--val-ids", "0",
+            "--img-size", "32", "16",
             "--num-frames", "3", "--ids-per-batch", "2", "--clips-per-modality", "1",
             "--iters-per-epoch", "2", "--no-eval-before", "--text-prompts",
             "--prompt-stage1-epochs", "2", "--prompt-stage1-batch-size", "16"]

@@ -42,15 +42,30 @@ def test_bad_set_is_one_line(recipe, tmp_path, monkeypatch, capsys, argv, messag
 
 def test_table_means_over_seeds_then_datasets(recipe):
     def run(after):
-        return {"after": _metrics(*after), "baselines": {"pixels": _metrics(0.1, 0.2),
+        part = {"after": _metrics(*after), "baselines": {"pixels": _metrics(0.1, 0.2),
                                                           "untrained": _metrics(0.0, 0.05)}}
+        # the test part must never leak into the validation table
+        return {**{k: {"i2v": {"rank1": 9, "mAP": 9}, "v2i": {"rank1": 9, "mAP": 9}}
+                   if k == "after" else v for k, v in part.items()}, "validation": part}
 
     results = {"a": [run((0.5, 0.6)), run((0.3, 0.4))], "b": [run((0.2, 0.2))]}
-    text = recipe.table(results)
+    text = recipe.table(results, "validation")
     assert "| a | trained | 40.0 ± 14.1 | 50.0 ± 14.1 |" in text
     # mean over datasets of the per-dataset means: (0.4 + 0.2) / 2 and (0.5 + 0.2) / 2
-    assert "| **mean over datasets** | trained | 30.0 ± 14.1 | 35.0 ± 21.2 |" in text
-    assert "| **mean over datasets** | pixels | 10.0 ± 0.0 | 20.0 ± 0.0 |" in text
+    assert "| **mean, procedural** | trained | 30.0 ± 14.1 | 35.0 ± 21.2 |" in text
+    assert "| **mean, procedural** | pixels | 10.0 ± 0.0 | 20.0 ± 0.0 |" in text
+    assert "900.0" in recipe.table(results, "test")
+    report = recipe.report(results)
+    assert report.index("## Validation") < report.index("## Test")
+
+
+def test_mannequin_datasets_are_a_separate_group(recipe):
+    part = {"after": _metrics(0.5, 0.5), "baselines": {"pixels": _metrics(0.1, 0.1),
+                                                        "pretrained": _metrics(0.2, 0.2)}}
+    run = {**part, "validation": part}
+    text = recipe.table({"bupt-40ids": [run], "mannequin-vcm-48ids": [run]}, "validation")
+    assert "| **mean, procedural** | pretrained |" in text
+    assert "| **mean, transfer (mannequin)** | trained | 50.0 ± 0.0 |" in text
 
 
 def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, monkeypatch):
@@ -60,7 +75,8 @@ def test_finished_run_is_reused_only_with_the_same_options(recipe, tmp_path, mon
     run_dir = out / "vcm-16ids-3cams" / "seed0"
     run_dir.mkdir(parents=True)
     cfg = TrainConfig.from_preset("demo", dataset="hitsz-vcm", root=str(tmp_path), seed=0,
-                                  output_dir=str(run_dir), lr=1e-3)
+                                  output_dir=str(run_dir), lr=1e-3,
+                                  val_ids=recipe.DATASETS["vcm-16ids-3cams"][3])
     # recorded on another machine with other threads: still the same run
     recorded = cfg.to_dict()
     recorded["run"]["threads"] = 4

@@ -20,6 +20,7 @@ BAD: dict[str, list[object]] = {
     "synthetic_train_ids": [0, "8"],
     "synthetic_test_ids": [0, True],
     "min_len": [0],
+    "val_ids": [-1, 1.5, True],
     "img_size": [(0, 16), (32,), (32.5, 16)],
     "num_frames": [0, 2.0],
     "ids_per_batch": [0],

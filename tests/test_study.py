@@ -81,6 +81,10 @@ def test_study_runs_resumes_and_summarises(tmp_path, data_root, capsys):
     assert after["n"] == 1 and 0.0 <= after["mean"] <= 1.0
     md = (out / "study.md").read_text()
     assert "| pixels |" in md and "| untrained |" in md
+    # the synthetic runs hold identities out: the validation table comes first
+    assert md.index("## Validation") < md.index("## Test")
+    val = data["summary"]["validation"]["after"]["fig5/s0"]["i2v/mAP"]["mean"]
+    assert val == data["runs"][0]["metrics"]["validation"]["after"]["i2v"]["mAP"]
     assert "`fig5/s0`" in md and "`tab4/vanilla`" in md
     pixels = data["summary"]["pixels"]["fig5/s0"]["i2v/mAP"]["mean"]
     assert pixels == data["runs"][0]["metrics"]["baselines"]["pixels"]["i2v"]["mAP"]

@@ -60,7 +60,8 @@ def test_default_folders_are_keyed_by_parameters_and_version(tmp_path, monkeypat
     other = _read(_config(None, out, train_ids=3))
     assert Path(first.root) != Path(other.root)
     assert Path(first.root).name == synthetic_folder_name(
-        {"seed": 0, "num_train_ids": 2, "num_test_ids": 2})
+        # the 24 default validation identities are generated on top of the 2 training ones
+        {"seed": 0, "num_train_ids": 2 + 24, "num_test_ids": 2})
     monkeypatch.setattr(synthetic, "GENERATOR_VERSION", synthetic.GENERATOR_VERSION + 1)
     newer = _read(_config(None, out))
     assert Path(newer.root) != Path(first.root)

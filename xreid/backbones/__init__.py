@@ -9,7 +9,9 @@ See ``docs/backbones.md``.
 from __future__ import annotations
 
 from xreid.backbones.base import FrameEncoder, FrameTokens
+from xreid.backbones.bundled import BUNDLED_WEIGHTS, BundledWeights, bundled_weights_path
 from xreid.backbones.factory import build_backbone, default_patch_size, list_backbones
+from xreid.backbones.features import EncoderEmbedding
 from xreid.backbones.openclip_vit import OpenCLIPViT
 from xreid.backbones.timm_vit import TimmCLIPViT
 from xreid.backbones.tiny import QuickGELU, TinyViT
@@ -23,6 +25,9 @@ from xreid.backbones.weights import (
 )
 
 __all__ = [
+    "BUNDLED_WEIGHTS",
+    "BundledWeights",
+    "EncoderEmbedding",
     "FrameEncoder",
     "FrameTokens",
     "OpenCLIPViT",
@@ -30,6 +35,7 @@ __all__ = [
     "TimmCLIPViT",
     "TinyViT",
     "build_backbone",
+    "bundled_weights_path",
     "canonical_to_openai",
     "default_patch_size",
     "list_backbones",

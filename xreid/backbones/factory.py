@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from xreid.backbones.base import FrameEncoder
+from xreid.backbones.bundled import BUNDLED_WEIGHTS, bundled_weights_path
 
 __all__ = ["build_backbone", "default_patch_size", "list_backbones"]
 
@@ -82,7 +83,10 @@ def build_backbone(
             gives an 18x9 grid, N=162.
         weights: a local checkpoint file (OpenAI TorchScript ``ViT-B-16.pt``, an open_clip /
             timm / xreid state dict ``.pt/.pth/.bin``, or ``.safetensors``, e.g. written by
-            ``xreid-convert``) or an in-memory state dict; ``None`` keeps the random init.
+            ``xreid-convert``), an in-memory state dict, or the name of weights shipped with
+            the package (``"synthetic-pretrained"`` for ``"tiny"``: see
+            :mod:`xreid.backbones.bundled`; the name wins over a file of that name, and the
+            file's SHA-256 is checked); ``None`` keeps the random init.
             The positional embedding is resampled to ``img_size`` (bilinear, no antialias,
             as the authors). Nothing is downloaded.
         num_cameras: size of the camera embedding (SIE); 0 disables it.
@@ -117,6 +121,8 @@ def build_backbone(
         raise ValueError(
             f"img_size: expected multiples of the patch size ({ph}, {pw}), got {size}"
         )
+    if isinstance(weights, str) and weights in BUNDLED_WEIGHTS:
+        weights = bundled_weights_path(weights, name)
     if weights is not None:
         model.load_weights(weights)
     if freeze_patch_embed:

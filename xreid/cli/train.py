@@ -215,20 +215,23 @@ class ConsoleCallbacks(Hook):
 
 
 def print_summary(metrics: dict[str, Any]) -> None:
+    """The test rows, then the validation rows (when the run has a validation split)."""
     keys = ("rank1", "rank5", "rank10", "rank20", "mAP", "mINP")
-    print("\n" + f"{'':<14}" + "".join(f"{k:>9}" for k in keys))
-    rows = {
-        "pixels": metrics.get("baselines", {}).get("pixels", {}),
-        **{tag: metrics.get(tag, {}) for tag in ("before", "after", "eval")},
-    }
-    for tag, values in rows.items():
-        for direction in ("i2v", "v2i"):
-            row = values.get(direction)
-            if row:
-                print(
-                    f"{tag + ' ' + direction.upper():<14}"
-                    + "".join(f"{100 * row[k]:>8.2f}%" for k in keys)
-                )
+    weights = ((metrics.get("config") or {}).get("model") or {}).get("weights")
+    start = "pretrained" if weights else "untrained"
+    for title, part in (("test", metrics), ("validation", metrics.get("validation"))):
+        if not part:
+            continue
+        print(f"\n{title:<22}" + "".join(f"{k:>9}" for k in keys))
+        baselines = part.get("baselines", {})
+        rows = {"pixels": baselines.get("pixels", {}), start: baselines.get(start, {}),
+                "trained": part.get("after", {}), "eval": part.get("eval", {})}
+        for tag, values in rows.items():
+            for direction in ("i2v", "v2i"):
+                row = values.get(direction)
+                if row:
+                    print(f"{tag + ' ' + direction.upper():<22}"
+                          + "".join(f"{100 * row[k]:>8.2f}%" for k in keys))
 
 
 def _given_output_dir(rest: list[str]) -> str | None:

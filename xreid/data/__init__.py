@@ -41,6 +41,11 @@ from xreid.data.folder import (
     read_video_frames,
 )
 from xreid.data.hitsz_vcm import HITSZVCM, decode_vcm_name
+from xreid.data.mannequin import (
+    MannequinRenderer,
+    make_mannequin_bupt_campus,
+    make_mannequin_hitsz_vcm,
+)
 from xreid.data.preprocessing import Preprocessing, evaluation_preprocessing
 from xreid.data.sampler import CrossModalIdentitySampler
 from xreid.data.sampling import SAMPLING_MODES, num_dense_clips, sample_frame_indices
@@ -58,6 +63,7 @@ from xreid.data.synthetic_cache import (
 )
 from xreid.data.tracklet import DataError, DataFileNotFoundError, Tracklet, modality_name
 from xreid.data.transforms import NORMALIZATIONS, ClipTransform, resolve_normalization
+from xreid.data.validation import HeldOutSplit, hold_out_identities
 
 __all__ = [
     "BUPT_CAMERAS",
@@ -78,6 +84,8 @@ __all__ = [
     "DataFileNotFoundError",
     "FolderTracklet",
     "FolderVVI",
+    "HeldOutSplit",
+    "MannequinRenderer",
     "Preprocessing",
     "Tracklet",
     "TrackletClipDataset",
@@ -89,8 +97,11 @@ __all__ = [
     "count_video_frames",
     "decode_vcm_name",
     "evaluation_preprocessing",
+    "hold_out_identities",
     "item_seed",
     "load_frame",
+    "make_mannequin_bupt_campus",
+    "make_mannequin_hitsz_vcm",
     "make_synthetic_bupt_campus",
     "make_synthetic_hitsz_vcm",
     "modality_name",

@@ -13,22 +13,29 @@ from pathlib import Path
 from typing import Any
 
 from xreid.data.bupt_campus import BUPTCampus
-from xreid.data.config import DataConfig
+from xreid.data.config import SYNTHETIC_TRAIN_IDS, DataConfig, validation_ids
 from xreid.data.hitsz_vcm import HITSZVCM
 from xreid.data.synthetic_cache import prepare_synthetic_root, synthetic_folder_name
 
-__all__ = ["build_reader", "synthetic_root"]
+__all__ = ["build_reader", "build_readers", "synthetic_root", "validation_ids"]
 
 
 def _synthetic_params(cfg: DataConfig) -> dict[str, Any]:
-    sizes = {"num_train_ids": cfg.synthetic_train_ids, "num_test_ids": cfg.synthetic_test_ids}
+    """The generator's parameters; held-out validation identities come on top of the
+    training ones."""
+    train_ids = cfg.synthetic_train_ids
+    val = validation_ids(cfg)
+    if val:
+        train_ids = (train_ids or SYNTHETIC_TRAIN_IDS) + val
+    sizes = {"num_train_ids": train_ids, "num_test_ids": cfg.synthetic_test_ids}
     return {"seed": cfg.synthetic_seed, **{k: v for k, v in sizes.items() if v is not None}}
 
 
 def synthetic_root(cfg: DataConfig, output_dir: str | Path = ".") -> Path:
     """Where the synthetic dataset lives: ``cfg.root``, else
     ``<output_dir>/../data/<synthetic_folder_name(...)>`` (one folder per set of parameters
-    and generator version)."""
+    and generator version; the validation identities, :func:`validation_ids`, are generated on
+    top of the training ones and so are part of the parameters)."""
     name = synthetic_folder_name(_synthetic_params(cfg))
     return Path(cfg.root or Path(output_dir).parent / "data" / name)
 
@@ -51,3 +58,17 @@ def build_reader(cfg: DataConfig, output_dir: str | Path = ".") -> Any:
     root = synthetic_root(cfg, output_dir)
     prepare_synthetic_root(root, _synthetic_params(cfg))  # other parameters: refused
     return HITSZVCM(root, **lengths)
+
+
+def build_readers(cfg: DataConfig, output_dir: str | Path = ".") -> tuple[Any, Any | None]:
+    """(training reader, validation reader or None): :func:`build_reader`, then
+    :func:`xreid.data.validation.hold_out_identities` (split seed 0, the same for every
+    training seed) when :func:`validation_ids` is positive. The training reader keeps the
+    dataset's own test split."""
+    reader = build_reader(cfg, output_dir)
+    n = validation_ids(cfg)
+    if not n:
+        return reader, None
+    from xreid.data.validation import hold_out_identities
+
+    return hold_out_identities(reader, n, seed=0)

@@ -13,10 +13,16 @@ from xreid._config import check_choice, check_field_types, check_range, option
 from xreid.data.sampling import SAMPLING_MODES
 from xreid.data.transforms import NORMALIZATIONS
 
-__all__ = ["DATASET_NAMES", "DataConfig"]
+__all__ = ["DATASET_NAMES", "SYNTHETIC_TRAIN_IDS", "SYNTHETIC_VAL_IDS", "DataConfig",
+           "validation_ids"]
 
 DATASET_NAMES: tuple[str, ...] = ("synthetic", "hitsz-vcm", "bupt-campus", "folder")
 """Dataset readers a training run can use (``folder``: own data, :class:`xreid.data.FolderVVI`)."""
+
+SYNTHETIC_TRAIN_IDS = 64
+"""``make_synthetic_hitsz_vcm``'s default number of training identities."""
+SYNTHETIC_VAL_IDS = 24
+"""The synthetic dataset's default number of held-out validation identities."""
 
 
 @dataclass
@@ -31,6 +37,10 @@ class DataConfig:
         synthetic_seed: seed of the synthetic dataset generator.
         synthetic_train_ids: synthetic training identities (default: the generator's).
         synthetic_test_ids: synthetic test identities (default: the generator's).
+        val_ids: training identities held out as a validation split shaped like the test
+            protocol (default: 24 for the synthetic dataset, generated in addition to its
+            training identities; 0, i.e. none, for the others); choose options on it, not on
+            test.
         min_len: drop tracklets shorter than this (default: the dataset's, HITSZ-VCM 12,
             BUPTCampus 1).
         img_size: input height and width.
@@ -52,6 +62,7 @@ class DataConfig:
     synthetic_seed: int = 0
     synthetic_train_ids: int | None = None
     synthetic_test_ids: int | None = None
+    val_ids: int | None = None
     min_len: int | None = None
     img_size: tuple[int, int] = (64, 32)
     num_frames: int = 4
@@ -85,5 +96,13 @@ class DataConfig:
             check_range(name, getattr(self, name), 0)
         for name in ("synthetic_train_ids", "synthetic_test_ids", "min_len"):
             check_range(name, getattr(self, name), 1, allow_none=True)
+        check_range("val_ids", self.val_ids, 0, allow_none=True)  # None: the dataset's default
         for name in ("flip_p", "erasing_p"):
             check_range(name, getattr(self, name), 0.0, 1.0)
+
+
+def validation_ids(cfg: DataConfig) -> int:
+    """``cfg.val_ids``, or its default: 24 for the synthetic dataset, 0 for the others."""
+    if cfg.val_ids is not None:
+        return cfg.val_ids
+    return SYNTHETIC_VAL_IDS if cfg.dataset == "synthetic" else 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,14 @@ def _prepare_root(root: str | PathLike[str], overwrite: bool, params: dict[str, 
     return path
 
 
+def _renderer_param(renderer: Callable[..., Any] | None) -> dict[str, str]:
+    """The marker's record of a non-default renderer (absent for the default one, so the
+    markers of existing datasets are unchanged)."""
+    if renderer is None:
+        return {}
+    return {"renderer": f"{renderer.__module__}.{renderer.__qualname__}"}
+
+
 def _write_lines(path: Path, lines: Sequence[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8", newline="\n")
 
@@ -162,6 +170,7 @@ def make_synthetic_hitsz_vcm(
     layout: str = "default",
     jpeg_quality: int = 90,
     overwrite: bool = False,
+    renderer: Callable[..., Any] | None = None,
 ) -> Path:
     """Write a synthetic dataset in the HITSZ-VCM layout and return its root.
 
@@ -190,6 +199,10 @@ def make_synthetic_hitsz_vcm(
             (metadata and images directly under the root, as the data README draws it).
         jpeg_quality: JPEG quality of the frames.
         overwrite: replace a synthetic dataset previously written to ``root``.
+        renderer: the frame renderer's class, called as ``renderer(seed, (h, w),
+            num_cameras, occlusion_p, difficulty, jpeg_quality)``, whose ``write(pid,
+            camera, key, n, rgb_paths, ir_paths)`` renders a tracklet into files; None is
+            this module's procedural renderer (:mod:`xreid.data.mannequin` passes another).
 
     Layout written: ``info/{train,test}_name.txt`` (``<pid4>M<1|2>D<cam>T<t>F<f>.jpg`` per
     line), ``info/track_{train,test}_info.txt`` (``m start end pid cam``, 1-based inclusive),
@@ -222,13 +235,14 @@ def make_synthetic_hitsz_vcm(
               "num_short": num_short, "num_cameras": num_cameras, "img_size": list(size),
               "occlusion_p": occlusion_p, "difficulty": difficulty, "seed": seed,
               "layout": layout,
-              "jpeg_quality": jpeg_quality}
+              "jpeg_quality": jpeg_quality, **_renderer_param(renderer)}
     out = _prepare_root(root, overwrite, params)
     info = out if layout == "flat" else out / "info"
     info.mkdir(exist_ok=True)
     split_dirs = ({"train": out / "Train", "test": out / "Test"} if layout == "default"
                   else {"train": out, "test": out})
-    renderer = _Renderer(seed, size, num_cameras, occlusion_p, difficulty, jpeg_quality)
+    frames_of = (renderer or _Renderer)(seed, size, num_cameras, occlusion_p, difficulty,
+                                        jpeg_quality)
     plan_rng = _rng(seed, _S_PLAN)
     train_pids = list(range(1, num_train_ids + 1))
     test_pids = list(range(num_train_ids + 1, num_train_ids + num_test_ids + 1))
@@ -289,7 +303,7 @@ def make_synthetic_hitsz_vcm(
             track_lines.append(f"{m} {start} {start + n - 1} {pid} {cam}")
             if split == "test" and m == 1:
                 query_idx.append(row + 1)
-            renderer.write(pid, cam - 1, 2 * row + (split == "test"), n,
+            frames_of.write(pid, cam - 1, 2 * row + (split == "test"), n,
                            paths if m == 2 else None, paths if m == 1 else None)
         _write_lines(info / f"{split}_name.txt", names)
         _write_lines(info / f"track_{split}_info.txt", track_lines)
@@ -315,6 +329,7 @@ def make_synthetic_bupt_campus(
     fake_ir: bool = False,
     jpeg_quality: int = 90,
     overwrite: bool = False,
+    renderer: Callable[..., Any] | None = None,
 ) -> Path:
     """Write a synthetic dataset in the BUPTCampus layout and return its root.
 
@@ -332,7 +347,7 @@ def make_synthetic_bupt_campus(
             modality.
         frames: ``(min, max)`` frames per tracklet.
         num_single_frame: extra 1-frame training pairs (X-ReID's ``min_len=2`` drops them).
-        img_size, occlusion_p, difficulty, seed, jpeg_quality, overwrite: as
+        img_size, occlusion_p, difficulty, seed, jpeg_quality, overwrite, renderer: as
             :func:`make_synthetic_hitsz_vcm`.
         fake_ir: also write ``DATA/<pid>/FakeIR/<cam>/<pid>_RGB_...jpg`` (the grayscale of the
             RGB frame; AuxNet's PairGAN output stand-in).
@@ -356,11 +371,11 @@ def make_synthetic_bupt_campus(
               "frames": [lo, hi], "num_single_frame": num_single_frame,
               "img_size": list(size), "occlusion_p": occlusion_p,
               "difficulty": difficulty, "seed": seed,
-              "fake_ir": fake_ir, "jpeg_quality": jpeg_quality}
+              "fake_ir": fake_ir, "jpeg_quality": jpeg_quality, **_renderer_param(renderer)}
     out = _prepare_root(root, overwrite, params)
     data = out / "DATA"
-    renderer = _Renderer(seed, size, len(BUPT_CAMERAS), occlusion_p, difficulty,
-                         jpeg_quality)
+    frames_of = (renderer or _Renderer)(seed, size, len(BUPT_CAMERAS), occlusion_p,
+                                        difficulty, jpeg_quality)
     plan_rng = _rng(seed, _S_PLAN)
     total = num_train_ids + num_aux_ids + num_test_ids
     pids = [int(p) for p in plan_rng.choice(np.arange(1, 3 * total + 1), total, replace=False)]
@@ -387,7 +402,7 @@ def make_synthetic_bupt_campus(
             entry.setdefault(cname, {})[str(tid)] = rel[mod]
         key_counter[0] += 1
         rgb_files = [data / p for p in rel["RGB"]]
-        renderer.write(pid, cam, key_counter[0], n, rgb_files, [data / p for p in rel["IR"]])
+        frames_of.write(pid, cam, key_counter[0], n, rgb_files, [data / p for p in rel["IR"]])
         if fake_ir:
             for p in rel["RGB"]:
                 fake = data / p.replace("/RGB/", "/FakeIR/", 1)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from xreid.data.batches import TrainBatches
-from xreid.data.build import build_reader
+from xreid.data.build import build_readers
 from xreid.data.preprocessing import evaluation_preprocessing
 from xreid.engine.checkpoint import remove_stale_temporaries
 from xreid.engine.config import TrainConfig, resume_conflicts
@@ -35,7 +35,7 @@ from xreid.engine.trainer import Trainer, seed_everything
 from xreid.models.spec import build_from_spec, model_spec
 
 __all__ = ["AUTOCAST_DTYPES", "build_model", "build_trainer", "checkpoint_metadata",
-           "setup_distributed"]
+           "evaluation_parts", "setup_distributed"]
 
 AUTOCAST_DTYPES: dict[str, torch.dtype | None] = {
     "none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -90,7 +90,7 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
     cfg.validate()
     device, rank, world_size, distributed = setup_distributed(cfg.run.device)
     out = Path(cfg.run.output_dir)
-    reader = _prepare_run(cfg, out, is_main=rank == 0, distributed=distributed)
+    reader, val_reader = _prepare_run(cfg, out, is_main=rank == 0, distributed=distributed)
     core = build_model(cfg, reader.num_train_identities, reader.num_cameras).to(device)
     if cfg.run.compile:
         for module in core.compile_targets():
@@ -123,14 +123,6 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
         ids = [device.index] if device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(core, device_ids=ids,
                                                     find_unused_parameters=False)
-    data = cfg.data
-    pre = evaluation_preprocessing(data)
-    evaluator = ReaderEvaluator(
-        reader, num_frames=pre.num_frames, sampling=pre.sampling, img_size=pre.img_size,
-        normalization=pre.normalization, batch_size=data.eval_batch_size,
-        num_workers=data.num_workers, device=device,
-        autocast_dtype=AUTOCAST_DTYPES[cfg.run.amp], rerank=cfg.run.rerank,
-        use_cameras=data.use_cameras)
     def check_resume(state: dict[str, Any]) -> None:
         saved = state.get("config")
         conflicts = resume_conflicts(saved, cfg) if isinstance(saved, dict) else {}
@@ -143,18 +135,47 @@ def build_trainer(cfg: TrainConfig, hooks: Sequence[Hook] = ()) -> Trainer:
     all_hooks = [*built, *build_loggers(cfg.run.log, out), *hooks,
                  CheckpointHook(out, save_every=cfg.run.save_every)]
     return Trainer(
-        model, XReIDObjective(loss_fn, device=device, use_cameras=data.use_cameras), optimizer,
-        scheduler, batches, evaluator, all_hooks, epochs=optim.epochs, device=device,
+        model, XReIDObjective(loss_fn, device=device, use_cameras=cfg.data.use_cameras),
+        optimizer, scheduler, batches, hooks=all_hooks, epochs=optim.epochs, device=device,
         amp=cfg.run.amp, max_grad_norm=optim.max_grad_norm, eval_before=cfg.run.eval_before,
-        baselines={"pixels": evaluator.pixel_baseline} if cfg.run.pixel_baseline else None,
+        **evaluation_parts(cfg, core, reader, val_reader, device),
         log_every=cfg.run.log_every, config=cfg,
         metadata=checkpoint_metadata(cfg, reader.num_train_identities, reader.num_cameras),
         resume_check=check_resume, rank=rank, world_size=world_size, distributed=distributed)
 
 
-def _prepare_run(cfg: TrainConfig, out: Path, *, is_main: bool, distributed: bool) -> Any:
+def evaluation_parts(cfg: TrainConfig, core: nn.Module, reader: Any, val_reader: Any | None,
+                     device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The :class:`Trainer`'s evaluation arguments of ``cfg``: ``evaluator`` (the test split),
+    ``val_evaluator`` (the held-out validation split, ``val_reader``; None without one),
+    ``baselines`` (``pixels`` / ``val_pixels``: the raw-pixel ranking, ``run.pixel_baseline``),
+    ``initial_baselines`` (``pretrained`` / ``val_pretrained``: the encoder's own features
+    before fine-tuning, :class:`~xreid.backbones.features.EncoderEmbedding`, when
+    ``model.weights`` is set and ``run.eval_before``) and ``before_is_baseline`` (the
+    ``untrained`` row, without weights)."""
+    from xreid.backbones.features import EncoderEmbedding
+
+    data, pre = cfg.data, evaluation_preprocessing(cfg.data)
+    evaluators = [None if r is None else ReaderEvaluator(
+        r, num_frames=pre.num_frames, sampling=pre.sampling, img_size=pre.img_size,
+        normalization=pre.normalization, batch_size=data.eval_batch_size,
+        num_workers=data.num_workers, device=device,
+        autocast_dtype=AUTOCAST_DTYPES[cfg.run.amp], rerank=cfg.run.rerank,
+        use_cameras=data.use_cameras) for r in (reader, val_reader)]
+    pairs = [(p, e) for p, e in zip(("", "val_"), evaluators, strict=True) if e is not None]
+    baselines = {p + "pixels": e.pixel_baseline for p, e in pairs} if cfg.run.pixel_baseline else {}
+    initial: dict[str, Any] = {}
+    if cfg.model.weights is not None and cfg.run.eval_before:
+        encoder = EncoderEmbedding(core.backbone)
+        initial = {p + "pretrained": (lambda e=e: e(encoder)) for p, e in pairs}
+    return {"evaluator": evaluators[0], "val_evaluator": evaluators[1], "baselines": baselines,
+            "initial_baselines": initial, "before_is_baseline": cfg.model.weights is None}
+
+
+def _prepare_run(cfg: TrainConfig, out: Path, *, is_main: bool,
+                 distributed: bool) -> tuple[Any, Any | None]:
     """Threads, seed, deterministic algorithms, the output folder (rank 0), and the dataset
-    reader (rank 0 first: it may generate the synthetic data)."""
+    readers, training and validation (rank 0 first: it may generate the synthetic data)."""
     def barrier() -> None:
         if distributed:
             torch.distributed.barrier()
@@ -168,9 +189,9 @@ def _prepare_run(cfg: TrainConfig, out: Path, *, is_main: bool, distributed: boo
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
     barrier()
-    reader = build_reader(cfg.data, out) if is_main else None
+    readers = build_readers(cfg.data, out) if is_main else None
     barrier()
-    return reader if reader is not None else build_reader(cfg.data, out)
+    return readers if readers is not None else build_readers(cfg.data, out)
 
 
 def _memory_hook(cfg: TrainConfig, core: nn.Module, reader: Any, device: torch.device,

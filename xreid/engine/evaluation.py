@@ -9,7 +9,7 @@ split by raw pixels, what training must beat.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 from xreid.metrics.pixel_baseline import pixel_baseline
 from xreid.metrics.runner import EvaluationResult, evaluate_model
 
-__all__ = ["ReaderEvaluator"]
+__all__ = ["ReaderEvaluator", "collect_metrics"]
 
 
 class ReaderEvaluator:
@@ -52,3 +52,28 @@ class ReaderEvaluator:
     def pixel_baseline(self) -> EvaluationResult:
         """The raw-pixel ranking of the test split (:func:`xreid.metrics.pixel_baseline`)."""
         return pixel_baseline(self.reader)
+
+
+def collect_metrics(results: dict[str, dict[str, Any]], baselines: Iterable[str], *,
+                    before_is_baseline: bool = True) -> dict[str, Any]:
+    """metrics.json's ``before``/``after``/``eval``/``baselines`` of the test split and the
+    same under ``"validation"`` (tags starting ``"val_"``), from ``{tag: result dict}``.
+
+    ``baselines`` names the baseline results (``"val_"`` ones: the validation split's);
+    ``"untrained"`` is ``"before"`` unless ``before_is_baseline`` is False (a model that starts
+    from pre-trained weights has its own baseline)."""
+    names = list(baselines)
+    out: dict[str, Any] = {}
+    for prefix in ("", "val_"):
+        part = {tag: results[prefix + tag] for tag in ("before", "after", "eval")
+                if prefix + tag in results}
+        tags = {n.removeprefix(prefix): n for n in names if n.startswith("val_") == bool(prefix)}
+        if before_is_baseline:
+            tags["untrained"] = prefix + "before"
+        if found := {n: results[tag] for n, tag in tags.items() if tag in results}:
+            part["baselines"] = found
+        if prefix and part:
+            out["validation"] = part
+        elif not prefix:
+            out.update(part)
+    return out

@@ -125,7 +125,7 @@ _RENAMED = {
 }
 _KEPT = {
     "data": ("dataset", "root", "synthetic_seed", "synthetic_train_ids", "synthetic_test_ids",
-             "min_len", "img_size", "num_frames", "ids_per_batch", "clips_per_modality",
+             "val_ids", "min_len", "img_size", "num_frames", "ids_per_batch", "clips_per_modality",
              "normalization", "flip_p", "pad", "erasing_p", "num_workers", "use_cameras",
              "eval_batch_size", "eval_sampling"),
     "model": ("backbone", "weights", "random_init", "patch_size", "embed_dim", "depth",

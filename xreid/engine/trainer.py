@@ -30,6 +30,7 @@ from xreid.engine.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from xreid.engine.evaluation import collect_metrics
 from xreid.engine.hooks import CheckpointHook, Hook
 from xreid.engine.objective import NonFiniteLossError, optimization_step
 
@@ -37,7 +38,6 @@ __all__ = ["CHECKPOINT_FORMAT", "Trainer", "seed_everything"]
 
 CHECKPOINT_FORMAT = "xreid-train-checkpoint-v1"
 """``"format"`` of every checkpoint :meth:`Trainer.state_dict` writes."""
-
 
 
 def seed_everything(seed: int) -> None:
@@ -59,13 +59,20 @@ class Trainer:
             iterations of an epoch when it has one.
         evaluator: ``evaluator(model, progress=None)`` → a result with ``to_dict()`` (run on
             rank 0 by :meth:`evaluate`); None: no evaluation.
+        val_evaluator: the same on a validation split (tags starting ``"val_"``: ``val_before``,
+            ``val_after``; metrics' ``"validation"`` block); None: no validation split.
         hooks: :class:`~xreid.engine.hooks.Hook` instances, called in order.
         epochs: total epochs of :meth:`fit`.
         device, amp, max_grad_norm: where the step runs, ``"none"``/``"bf16"``/``"fp16"``
             (fp16 uses a grad scaler), gradient clipping.
         eval_before: evaluate ``"before"`` when :meth:`fit` starts at epoch 0.
         baselines: ``{name: callable()}`` results computed once at the start of :meth:`fit`
-            (rank 0), e.g. the raw-pixel ranking.
+            (rank 0), e.g. the raw-pixel ranking; names starting ``"val_"`` belong to the
+            validation split.
+        initial_baselines: the same, computed with ``"before"`` (only when :meth:`fit` starts at
+            epoch 0), e.g. a pre-trained encoder's own features.
+        before_is_baseline: report ``"before"`` as the ``"untrained"`` baseline (False when the
+            model starts from pre-trained weights that have their own baseline).
         log_every: iterations between ``"iteration"`` log records.
         config: recorded in checkpoints and metrics (``to_dict()``; e.g. a ``TrainConfig``).
         metadata: extra top-level checkpoint entries (e.g. the model spec).
@@ -83,12 +90,15 @@ class Trainer:
         evaluator: Callable[..., Any] | None = None,
         hooks: Sequence[Hook] = (),
         *,
+        val_evaluator: Callable[..., Any] | None = None,
         epochs: int = 1,
         device: torch.device | str = "cpu",
         amp: str = "none",
         max_grad_norm: float | None = None,
         eval_before: bool = False,
         baselines: Mapping[str, Callable[[], Any]] | None = None,
+        initial_baselines: Mapping[str, Callable[[], Any]] | None = None,
+        before_is_baseline: bool = True,
         log_every: int = 1,
         config: Any = None,
         metadata: Mapping[str, Any] | None = None,
@@ -101,7 +111,9 @@ class Trainer:
         self.train_batches, self.evaluator, self.hooks = train_batches, evaluator, list(hooks)
         self.epochs, self.device = int(epochs), torch.device(device)
         self.amp, self.max_grad_norm, self.eval_before = amp, max_grad_norm, eval_before
+        self.val_evaluator, self.before_is_baseline = val_evaluator, before_is_baseline
         self.baselines = dict(baselines or {})
+        self.initial_baselines = dict(initial_baselines or {})
         self.log_every, self.config, self.metadata = int(log_every), config, dict(metadata or {})
         self.resume_check = resume_check
         self.rank, self.world_size, self.distributed = rank, world_size, distributed
@@ -155,11 +167,15 @@ class Trainer:
 
     # ------------------------------------------------------------------------ evaluation
     def evaluate(self, tag: str = "eval") -> Any:
-        """Run the evaluator (rank 0; other ranks return None) and record the result."""
+        """Run the evaluator (the validation one for a tag starting ``"val_"``; rank 0, other
+        ranks return None) and record the result."""
         result = None
-        if self.is_main and self.evaluator is not None:
+        evaluator = self.val_evaluator if tag.startswith("val_") else self.evaluator
+        if tag.startswith("val_") and evaluator is None:
+            raise ValueError(f"tag: {tag!r} needs a validation split, this trainer has none")
+        if self.is_main and evaluator is not None:
             progress = next((p for p in self._call("on_evaluation_start", tag) if p), None)
-            result = self.evaluator(self.core, progress=progress)
+            result = evaluator(self.core, progress=progress)
             self.results[tag] = result
             self._call("on_evaluation", tag, result)
             self.log({"event": "evaluation", "tag": tag, "epoch": self.epoch,
@@ -167,8 +183,8 @@ class Trainer:
         self.barrier()
         return result
 
-    def _baselines(self) -> None:
-        for name, compute in self.baselines.items():
+    def _baselines(self, baselines: Mapping[str, Callable[[], Any]]) -> None:
+        for name, compute in baselines.items():
             if self.is_main and name not in self.results and name not in self.restored_results:
                 result = compute()
                 self.results[name] = result
@@ -177,21 +193,14 @@ class Trainer:
                           "metrics": result.to_dict()})
 
     def metrics(self) -> dict[str, Any]:
-        """``{"before", "after", "eval", "baselines", "config"}`` of the evaluations run;
-        ``baselines`` holds ``untrained`` (= ``before``) and every baseline result."""
-        def result(tag: str) -> dict[str, Any] | None:
-            if tag in self.results:
-                return self.results[tag].to_dict()
-            return self.restored_results.get(tag)
-
-        out: dict[str, Any] = {}
-        for tag in ("before", "after", "eval"):
-            if (r := result(tag)) is not None:
-                out[tag] = r
-        tags = {**{name: name for name in self.baselines}, "untrained": "before"}
-        baselines = {name: r for name, tag in tags.items() if (r := result(tag)) is not None}
-        if baselines:
-            out["baselines"] = baselines
+        """``{"before", "after", "eval", "baselines", "validation", "config"}`` of the
+        evaluations run; ``baselines`` holds ``untrained`` (= ``before``, unless
+        ``before_is_baseline`` is False) and every baseline result; ``validation`` the same
+        of the validation split (tags and baselines starting ``"val_"``), when any."""
+        names = (*self.baselines, *self.initial_baselines)
+        out = collect_metrics({**self.restored_results,
+                               **{k: v.to_dict() for k, v in self.results.items()}},
+                              names, before_is_baseline=self.before_is_baseline)
         out["config"] = self.config.to_dict() if self.config is not None else None
         return out
 
@@ -275,11 +284,15 @@ class Trainer:
         self.log({"event": "run", "world_size": self.world_size,
                   "config": self.config.to_dict() if self.config is not None else None})
         if self.eval_before and self.epoch == 0 and "before" not in self.results:
-            self.evaluate("before")
-        self._baselines()
+            for tag in ("before", "val_before") if self.val_evaluator else ("before",):
+                self.evaluate(tag)
+            self._baselines(self.initial_baselines)
+        self._baselines(self.baselines)
         self._call("on_train_start")
         while self.epoch < self.epochs:
             self._train_epoch(self.epoch)
+        if self.val_evaluator is not None:
+            self.evaluate("val_after")
         self.evaluate("after")
         metrics = self.metrics()
         self._call("on_fit_end", metrics)

@@ -4,7 +4,12 @@ Generates (once, cached under --data-dir) several synthetic datasets that differ
 number of identities, cameras, frame size, difficulty and on-disk layout (HITSZ-VCM and
 BUPTCampus), trains the given configuration (the `demo` preset plus --set overrides) on each,
 and reports for every dataset the trained model next to the two baselines it must beat (raw
-pixels, the untrained model), then the mean and spread over datasets:
+pixels, and the model before training: "pretrained" when it starts from weights, else
+"untrained"), on the validation split (training identities held out with the test
+protocol's shape; choices are made on it) and on the test split (reported beside it, never
+used to choose), then the mean and spread over datasets. The datasets of the second,
+independently designed generator (``xreid.data.mannequin``) are a separate group: the
+transfer check.
 
     python examples/recipe_check.py --output-dir xreid_runs/recipe
     python examples/recipe_check.py --set data.use_cameras=false \
@@ -31,31 +36,48 @@ from xreid.engine import Hook, TrainConfig, build_trainer
 from xreid.engine.config import resolve_config
 from xreid.engine.sections import FLAT_OPTIONS, SECTIONS
 
-# name -> (layout, generator keywords). Differ in seed, identities (16-64), cameras (3-6),
-# frame size, difficulty and layout.
-DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "vcm-16ids-3cams": ("hitsz-vcm", {"seed": 11, "num_train_ids": 16, "num_test_ids": 12,
-                                      "num_cameras": 3, "difficulty": 0.5}),
-    "vcm-64ids-6cams-48x24": ("hitsz-vcm", {"seed": 12, "num_train_ids": 64, "num_test_ids": 20,
-                                            "num_cameras": 6, "img_size": (48, 24),
-                                            "difficulty": 0.7}),
-    "vcm-32ids-4cams-hard-96x48": ("hitsz-vcm", {"seed": 13, "num_train_ids": 32,
-                                                 "num_test_ids": 16, "num_cameras": 4,
-                                                 "img_size": (96, 48), "difficulty": 0.85}),
-    "bupt-40ids": ("bupt-campus", {"seed": 14, "num_train_ids": 40, "num_aux_ids": 0,
-                                   "num_test_ids": 16, "difficulty": 0.6}),
+# name -> (layout, generator, generator keywords, validation identities). They differ in
+# seed, identities (16-64 trained on), cameras (3-6), frame size, difficulty and layout; the
+# validation identities are generated on top of the training ones (num_train_ids counts
+# both). "mannequin" datasets come from the independently designed generator
+# (xreid.data.mannequin) and are reported separately, as the transfer check.
+DATASETS: dict[str, tuple[str, str, dict[str, Any], int]] = {
+    "vcm-16ids-3cams": ("hitsz-vcm", "procedural",
+                        {"seed": 11, "num_train_ids": 16 + 12, "num_test_ids": 12,
+                         "num_cameras": 3, "difficulty": 0.5}, 12),
+    "vcm-64ids-6cams-48x24": ("hitsz-vcm", "procedural",
+                              {"seed": 12, "num_train_ids": 64 + 20, "num_test_ids": 20,
+                               "num_cameras": 6, "img_size": (48, 24), "difficulty": 0.7}, 20),
+    "vcm-32ids-4cams-hard-96x48": ("hitsz-vcm", "procedural",
+                                   {"seed": 13, "num_train_ids": 32 + 16, "num_test_ids": 16,
+                                    "num_cameras": 4, "img_size": (96, 48),
+                                    "difficulty": 0.85}, 16),
+    "bupt-40ids": ("bupt-campus", "procedural",
+                   {"seed": 14, "num_train_ids": 40 + 16, "num_aux_ids": 0, "num_test_ids": 16,
+                    "difficulty": 0.6}, 16),
+    "mannequin-vcm-48ids": ("hitsz-vcm", "mannequin",
+                            {"seed": 21, "num_train_ids": 48 + 16, "num_test_ids": 16,
+                             "num_cameras": 5, "difficulty": 0.6}, 16),
+    "mannequin-bupt-40ids": ("bupt-campus", "mannequin",
+                             {"seed": 22, "num_train_ids": 40 + 16, "num_aux_ids": 0,
+                              "num_test_ids": 16, "difficulty": 0.6}, 16),
 }
 KEYS = ("rank1", "mAP")
 
 
 def make_dataset(name: str, data_dir: Path) -> tuple[str, Path]:
-    layout, kw = DATASETS[name]
+    layout, generator, kw, _ = DATASETS[name]
     root = data_dir / name
     marker = root / ".xreid-recipe-complete"
-    if not marker.exists():
-        make = make_synthetic_hitsz_vcm if layout == "hitsz-vcm" else make_synthetic_bupt_campus
-        make(root, overwrite=True, **kw)
-        marker.write_text(json.dumps(kw, sort_keys=True) + "\n")
+    stamp = json.dumps({"generator": generator, **kw}, sort_keys=True)
+    if not marker.exists() or marker.read_text().strip() != stamp:
+        if generator == "mannequin":
+            from xreid.data.mannequin import make_mannequin_bupt_campus as bupt
+            from xreid.data.mannequin import make_mannequin_hitsz_vcm as vcm
+        else:
+            bupt, vcm = make_synthetic_bupt_campus, make_synthetic_hitsz_vcm
+        (vcm if layout == "hitsz-vcm" else bupt)(root, overwrite=True, **kw)
+        marker.write_text(stamp + "\n")
     return layout, root
 
 
@@ -97,7 +119,7 @@ def recipe_config(name: str, args: argparse.Namespace, overrides: dict[str, Any]
     layout, root = make_dataset(name, Path(args.data_dir))
     out = Path(args.output_dir) / name / f"seed{seed}"
     return resolve_config("demo", None, overrides, {
-        "data": {"dataset": layout, "root": str(root)},
+        "data": {"dataset": layout, "root": str(root), "val_ids": DATASETS[name][3]},
         "run": {"output_dir": str(out), "seed": seed, "threads": args.threads}})
 
 
@@ -122,27 +144,52 @@ def format_mean_std(values: list[float]) -> str:
     return f"{100 * m:.1f} ± {100 * s:.1f}"
 
 
-def table(results: dict[str, list[dict]]) -> str:
+def start_row(metrics: dict) -> str:
+    """The baseline name of the model before training: "pretrained" or "untrained"."""
+    return "pretrained" if "pretrained" in metrics.get("baselines", {}) else "untrained"
+
+
+def part_of(metrics: dict, split: str) -> dict:
+    """The validation or the test part of a run's metrics."""
+    return metrics.get("validation", {}) if split == "validation" else metrics
+
+
+def table(results: dict[str, list[dict]], split: str = "validation") -> str:
+    """Rows pixels / untrained-or-pretrained / trained per dataset on ``split``, mean ± std
+    over seeds, then the mean over datasets of each group (the procedural generator's and
+    the mannequin transfer check, separately)."""
     head = ("| dataset | model | I2V R1 | I2V mAP | V2I R1 | V2I mAP |\n"
             "|---|---|---|---|---|---|")
     lines = [head]
-    per_row: dict[str, dict[str, list[float]]] = {}
+    groups: dict[str, dict[str, dict[str, list[float]]]] = {}
     for name, runs in results.items():
-        for row, get in (("pixels", lambda m: m["baselines"]["pixels"]),
-                         ("untrained", lambda m: m["baselines"]["untrained"]),
-                         ("trained", lambda m: m["after"])):
+        group = ("transfer (mannequin)" if DATASETS.get(name, ("", ""))[1] == "mannequin"
+                 else "procedural")
+        start = start_row(runs[0])
+        for row, get in (("pixels", lambda m: part_of(m, split)["baselines"]["pixels"]),
+                         (start, lambda m, s=start: part_of(m, split)["baselines"][s]),
+                         ("trained", lambda m: part_of(m, split)["after"])):
             cells = []
             for d in ("i2v", "v2i"):
                 for k in KEYS:
                     vals = [get(m)[d][k] for m in runs]
-                    per_row.setdefault(row, {}).setdefault(f"{d}-{k}", []).append(
-                        statistics.fmean(vals))
+                    groups.setdefault(group, {}).setdefault(row, {}).setdefault(
+                        f"{d}-{k}", []).append(statistics.fmean(vals))
                     cells.append(format_mean_std(vals))
             lines.append(f"| {name} | {row} | " + " | ".join(cells) + " |")
-    for row, cols in per_row.items():
-        cells = [format_mean_std(cols[f"{d}-{k}"]) for d in ("i2v", "v2i") for k in KEYS]
-        lines.append(f"| **mean over datasets** | {row} | " + " | ".join(cells) + " |")
+    for group, per_row in groups.items():
+        for row, cols in per_row.items():
+            cells = [format_mean_std(cols[f"{d}-{k}"]) for d in ("i2v", "v2i") for k in KEYS]
+            lines.append(f"| **mean, {group}** | {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report(results: dict[str, list[dict]]) -> str:
+    """The validation table (what choices are made on), then the test table."""
+    return ("## Validation (held-out training identities; choose on this)\n\n"
+            + table(results, "validation")
+            + "\n\n## Test (each finished run evaluated once; never used to choose)\n\n"
+            + table(results, "test"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "recipe.json").write_text(json.dumps(
         {"overrides": overrides, "seeds": args.seeds, "results": results}, indent=2) + "\n")
-    text = table(results)
+    text = report(results)
     (out / "recipe.md").write_text(text + "\n")
     print(text)
     return 0

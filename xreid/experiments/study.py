@@ -18,10 +18,11 @@ run's result does not depend on what ran before it in the same process.
 Resumable: a run whose metrics.json exists (with the same configuration) is skipped; a run
 interrupted after a checkpoint continues from it. After every run ``OUTPUT/study.json``
 (every run's metrics and configuration plus mean/std summaries) and ``OUTPUT/study.md``
-(the paper's table layout, mean ± std over seeds, "pixels" and "untrained" baseline rows and
-the paper's own numbers, each labelled with its dataset: HITSZ-VCM for every table, also
-BUPTCampus for Table 3) are rewritten; figure studies (fig4, fig5) also get
-``OUTPUT/<study>.png`` (Rank-1 and mAP against the stride S).
+(the paper's table layout, mean ± std over seeds, "pixels" and "untrained" (or "pretrained",
+when the runs start from weights) baseline rows, on the validation split first (choose on it)
+and the test split beside it, and the paper's own numbers, each labelled with its dataset:
+HITSZ-VCM for every table, also BUPTCampus for Table 3) are rewritten; figure studies (fig4,
+fig5) also get ``OUTPUT/<study>.png`` (Rank-1 and mAP against the stride S).
 
 Budget: ``--iterations N`` caps the training iterations of every run (the preset's epoch
 count and schedule are kept; ``iters_per_epoch = N // epochs``).
@@ -184,6 +185,48 @@ def fmt(stat: dict[str, float] | None) -> str:
     return text + (f" ± {100 * stat['std']:.1f}" if stat["n"] > 1 else "")
 
 
+def _starts_from_weights(runs: list[dict[str, Any]]) -> bool:
+    """Whether any run was configured with pre-trained weights (nested or flat config)."""
+    for r in runs:
+        config = r.get("config") or {}
+        if (config.get("model") or {}).get("weights") or config.get("weights"):
+            return True
+    return False
+
+
+def table_rows(variants: list[Variant], runs: list[dict[str, Any]], prefix: str,
+               extra: list[str]) -> list[str]:
+    """Markdown rows (pixels, model before training, each variant) of one split: ``prefix``
+    ``"validation."`` or ``""`` (test)."""
+    lines: list[str] = []
+    after, before = summarise(runs, prefix + "after"), summarise(runs, prefix + "before")
+    first = variants[0].name
+    pixels = summarise(runs, prefix + "baselines.pixels")
+    if pixels:  # the same split for every run: the first one that has it
+        stats = next(iter(pixels.values()))
+        cells = ["pixels", "raw-pixel ranking (`xreid.metrics.pixel_baseline`)",
+                 *("" for _ in extra), *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
+                 str(stats["i2v/rank1"]["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if first in before:
+        stats = before[first]
+        pretrained = _starts_from_weights(runs)
+        name = "pretrained" if pretrained else "untrained"
+        label = (f"encoder of `{first}` before fine-tuning" if pretrained
+                 else f"initial model of `{first}`")
+        cells = [name, label, *("" for _ in extra),
+                 *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
+                 str(stats["i2v/rank1"]["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    for v in variants:
+        stats = after.get(v.name, {})
+        n = stats["i2v/rank1"]["n"] if stats else 0
+        cells = [f"`{v.name}`", v.label, *(v.columns[k] for k in extra),
+                 *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS), str(n)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(
     title: str,
     variants: list[Variant],
@@ -192,50 +235,18 @@ def render_markdown(
     missing: list[str],
     notes: list[str] | None = None,
 ) -> str:
-    after, before = summarise(runs, "after"), summarise(runs, "before")
     extra = list(variants[0].columns) if all(v.columns for v in variants) else []
     head = ["Variant", "Row", *extra, *HEADERS, "seeds"]
-    lines = [
-        f"# {title}",
-        "",
-        settings,
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
-    first = variants[0].name
-    pixels = summarise(runs, "baselines.pixels")
-    if pixels:  # the same test split for every run: the first one that has it
-        stats = next(iter(pixels.values()))
-        cells = [
-            "pixels",
-            "raw-pixel ranking (`xreid.metrics.pixel_baseline`)",
-            *("" for _ in extra),
-            *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
-            str(stats["i2v/rank1"]["n"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    if first in before:
-        stats = before[first]
-        cells = [
-            "untrained",
-            f"initial model of `{first}`",
-            *("" for _ in extra),
-            *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
-            str(stats["i2v/rank1"]["n"]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    for v in variants:
-        stats = after.get(v.name, {})
-        n = stats["i2v/rank1"]["n"] if stats else 0
-        cells = [
-            f"`{v.name}`",
-            v.label,
-            *(v.columns[k] for k in extra),
-            *(fmt(stats.get(f"{d}/{k}")) for d, k in METRICS),
-            str(n),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [f"# {title}", "", settings]
+    for heading, prefix in (("Validation (held-out training identities; choose on this)",
+                             "validation."),
+                            ("Test (each finished run evaluated once; never used to choose)",
+                             "")):
+        rows = table_rows(variants, runs, prefix, extra)
+        if prefix and not any(_result(r.get("metrics", {}), "validation") for r in runs):
+            continue
+        lines += ["", f"## {heading}", "", "| " + " | ".join(head) + " |",
+                  "|" + "---|" * len(head), *rows]
     lines += ["", "Rank-1 and mAP in percent, mean ± sample standard deviation over seeds."]
     if notes:
         lines += ["", "Notes on the strides:", "", *(f"- {n}" for n in notes)]
@@ -478,6 +489,9 @@ def write_outputs(
             "after": summarise(runs, "after"),
             "before": summarise(runs, "before"),
             "pixels": summarise(runs, "baselines.pixels"),
+            "validation": {"after": summarise(runs, "validation.after"),
+                           "before": summarise(runs, "validation.before"),
+                           "pixels": summarise(runs, "validation.baselines.pixels")},
         },
     }
     write_json(out / "study.json", data)
