@@ -1,8 +1,8 @@
-"""examples/pretrain_tiny.py: one-line usage errors, never overwrites, writes loadable weights."""
+"""xreid.experiments.pretrain_tiny (examples/pretrain_tiny.py): one-line usage errors, never
+overwrites, writes loadable weights."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pretrain():
-    sys.path.insert(0, str(ROOT / "examples"))
-    try:
-        import pretrain_tiny
-    finally:
-        sys.path.pop(0)
+    from xreid.experiments import pretrain_tiny
+
     return pretrain_tiny
 
 

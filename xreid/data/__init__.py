@@ -23,9 +23,15 @@ from __future__ import annotations
 
 from xreid.data._base import DIRECTIONS
 from xreid.data.batches import TrainBatches
-from xreid.data.build import build_reader, synthetic_root
+from xreid.data.build import build_reader, build_readers, synthetic_root
 from xreid.data.bupt_campus import BUPT_CAMERAS, BUPTCampus
-from xreid.data.config import DATASET_NAMES, DataConfig
+from xreid.data.config import (
+    DATASET_NAMES,
+    SYNTHETIC_TRAIN_IDS,
+    SYNTHETIC_VAL_IDS,
+    DataConfig,
+    validation_ids,
+)
 from xreid.data.dataset import VideoClipDataset, item_seed, load_frame
 from xreid.data.folder import (
     IMAGE_EXTENSIONS,
@@ -75,6 +81,8 @@ __all__ = [
     "MARKER",
     "NORMALIZATIONS",
     "SAMPLING_MODES",
+    "SYNTHETIC_TRAIN_IDS",
+    "SYNTHETIC_VAL_IDS",
     "VIDEO_EXTENSIONS",
     "BUPTCampus",
     "ClipTransform",
@@ -93,6 +101,7 @@ __all__ = [
     "TrainBatches",
     "VideoClipDataset",
     "build_reader",
+    "build_readers",
     "collate_clips",
     "count_video_frames",
     "decode_vcm_name",
@@ -116,4 +125,5 @@ __all__ = [
     "synthetic_folder_name",
     "synthetic_root",
     "synthetic_stamp",
+    "validation_ids",
 ]
