@@ -191,3 +191,46 @@ def test_no_hook_reads_the_trainers_private_state():
     for name in files:
         text = (ROOT / name).read_text()
         assert not re.search(r"\btrainer\._\w", text), name
+
+
+class _Score:
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def to_dict(self) -> dict[str, float]:
+        return {"score": self.value}
+
+
+def test_validation_evaluator_and_explicit_baselines(tmp_path):
+    """A validation split and the baselines are explicit inputs: ``val_*`` tags go to the
+    ``"validation"`` block, initial baselines run once with ``before``, and a run that starts
+    from pre-trained weights reports its own baseline instead of ``untrained``."""
+    seen: list[str] = []
+
+    def evaluator(split: str):
+        def run(model, progress=None):
+            seen.append(split)
+            return _Score(1.0 if split == "test" else 2.0)
+        return run
+
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    trainer = Trainer(model, my_loss, opt, None, Batches(), evaluator("test"),
+                      val_evaluator=evaluator("val"), epochs=1, eval_before=True,
+                      baselines={"pixels": lambda: _Score(0.1), "val_pixels": lambda: _Score(0.2)},
+                      initial_baselines={"pretrained": lambda: _Score(0.3),
+                                         "val_pretrained": lambda: _Score(0.4)},
+                      before_is_baseline=False)
+    metrics = trainer.fit()
+    assert seen == ["test", "val", "val", "test"]  # before, val_before, val_after, after
+    assert metrics["baselines"] == {"pixels": {"score": 0.1}, "pretrained": {"score": 0.3}}
+    assert metrics["validation"] == {
+        "before": {"score": 2.0}, "after": {"score": 2.0},
+        "baselines": {"pixels": {"score": 0.2}, "pretrained": {"score": 0.4}}}
+    bare = Trainer(TinyRegressor(), my_loss, opt, None, Batches(), evaluator("test"), epochs=0,
+                   eval_before=True)
+    out = bare.fit()
+    assert "validation" not in out and out["baselines"] == {"untrained": {"score": 1.0}}
+    with pytest.raises(ValueError, match="needs a validation split"):
+        bare.evaluate("val_after")

@@ -2,7 +2,8 @@
 
 :func:`build_trainer` does, in this order (the order fixes the random streams, so a seed
 reproduces a run): join the process group (``torchrun``), set threads, seed, deterministic
-algorithms; prepare the output folder; build (and cache) the dataset reader; build the model
+algorithms; prepare the output folder; build (and cache) the dataset readers (training and the
+held-out validation split, :func:`xreid.data.build.build_readers`); build the model
 (:func:`build_model`), the loss (Eq. 10, :meth:`LossConfig.build`), the prompt stages, the
 optimiser and the LR schedule, the training batches; wrap the model in DDP; and hand these
 parts with the hooks (memory initialisation, prompt stages, loggers, the caller's hooks, the
