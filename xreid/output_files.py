@@ -22,7 +22,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "PNG_SOFTWARE",
@@ -202,6 +202,12 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 def png_metadata() -> dict[str, str]:
     """The PNG text chunks that mark a picture as xreid's (matplotlib ``savefig(metadata=)``)."""
     return {"Software": PNG_SOFTWARE}
+
+
+def save_figure_png(fig: Any, path: str | Path, *, dpi: int) -> Path:
+    """Write a matplotlib figure as an xreid-marked PNG, atomically (the figure stays open)."""
+    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format="png",
+                                                     metadata=png_metadata()), what="output")
 
 
 def is_xreid_png(path: str | Path) -> bool:

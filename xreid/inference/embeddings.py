@@ -152,6 +152,32 @@ def save_embeddings(emb: EmbeddingSet, path: str | Path) -> Path:
     return atomic_write(path, lambda fh: fh.write(data), what="--output")
 
 
+def read_tagged_safetensors(
+    path: Path, expected_format: str, what: str
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a safetensors file whose metadata ``format`` is
+    ``expected_format``; ``what`` names the file in the errors.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, or another format (the file is named).
+    """
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no such file {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:
+        raise ValueError(f"{what}: cannot read {path} as safetensors: {exc}") from exc
+    if metadata.get("format") != expected_format:
+        raise ValueError(f"{what}: {path} is not an xreid {what} file (format "
+                         f"{metadata.get('format')!r}, expected {expected_format!r})")
+    return tensors, metadata
+
+
 def load_embeddings(path: str | Path) -> EmbeddingSet:
     """Read a file written by :func:`save_embeddings` (or ``xreid embed``).
 
@@ -159,20 +185,8 @@ def load_embeddings(path: str | Path) -> EmbeddingSet:
         FileNotFoundError: no such file.
         ValueError: not an xreid embeddings file (the file is named).
     """
-    from safetensors import safe_open
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"embeddings: no such file {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:
-        raise ValueError(f"embeddings: cannot read {path} as safetensors: {exc}") from exc
-    if metadata.get("format") != EMBEDDINGS_FORMAT:
-        raise ValueError(f"embeddings: {path} is not an xreid embeddings file (format "
-                         f"{metadata.get('format')!r}, expected {EMBEDDINGS_FORMAT!r})")
+    tensors, metadata = read_tagged_safetensors(path, EMBEDDINGS_FORMAT, "embeddings")
     try:
         names = json.loads(metadata["names"])
         sources = json.loads(metadata.get("sources", "[]"))

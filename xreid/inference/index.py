@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from xreid._validation import check_positive_int
-from xreid.inference.embeddings import EmbeddingSet
+from xreid.inference.embeddings import EmbeddingSet, read_tagged_safetensors
 from xreid.inference.search import SearchResult, exact_search
 from xreid.output_files import atomic_write
 
@@ -166,21 +166,8 @@ def load_index(path: str | Path) -> GalleryIndex:
         FileNotFoundError: no such file.
         ValueError: not an xreid index file (the file is named).
     """
-    from safetensors import safe_open
-
     faiss = _faiss()
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"index: no such file {path}")
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:
-        raise ValueError(f"index: cannot read {path} as safetensors: {exc}") from exc
-    if meta.get("format") != INDEX_FORMAT:
-        raise ValueError(f"index: {path} is not an xreid index file (format "
-                         f"{meta.get('format')!r}, expected {INDEX_FORMAT!r})")
+    tensors, meta = read_tagged_safetensors(Path(path), INDEX_FORMAT, "index")
     try:
         gallery = EmbeddingSet(tensors["embeddings"], json.loads(meta["names"]),
                                tensors["pid"], tensors["camera"], tensors["modality"],

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from xreid.output_files import atomic_write, png_metadata
+from xreid.output_files import save_figure_png
 
 __all__ = ["ema", "plot_training_curve", "read_log", "training_curve_figure"]
 
@@ -110,8 +110,6 @@ def plot_training_curve(records: list[dict[str, Any]] | str | Path, path: str | 
         records = read_log(records)
     fig = training_curve_figure(records, smoothing=smoothing)
     try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=120, format="png",
-                                                         metadata=png_metadata()),
-                            what="output")
+        return save_figure_png(fig, path, dpi=120)
     finally:
         plt.close(fig)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xreid.output_files import atomic_write, png_metadata
+from xreid.output_files import atomic_write, png_metadata, save_figure_png
 
 __all__ = ["RankedPicture", "average_precisions", "draw_ranked_results", "first_match_ranks",
            "gallery_caption", "identity_styles", "plot_tsne", "render_ranked_results",
@@ -384,8 +384,6 @@ def plot_tsne(embeddings: torch.Tensor | np.ndarray, pids: Sequence[int] | np.nd
         xy = tsne.fit_transform(x)
     fig = tsne_figure(xy, pids, modalities, title=title)
     try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, dpi=110, format="png",
-                                                         metadata=png_metadata()),
-                            what="output")
+        return save_figure_png(fig, path, dpi=110)
     finally:
         plt.close(fig)

@@ -11,7 +11,7 @@ import numpy as np
 
 from xreid.metrics.ranking import RankingResult
 from xreid.metrics.runner import DirectionMetrics, EvaluationResult
-from xreid.output_files import atomic_write, png_metadata
+from xreid.output_files import save_figure_png
 
 __all__ = ["plot_cmc"]
 
@@ -98,5 +98,4 @@ def plot_cmc(
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title if title is not None else "CMC")
     fig.tight_layout()
-    return atomic_write(path, lambda fh: fig.savefig(fh, dpi=dpi, format="png",
-                                                     metadata=png_metadata()), what="output")
+    return save_figure_png(fig, path, dpi=dpi)
