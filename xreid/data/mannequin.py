@@ -446,16 +446,22 @@ class MannequinRenderer:
             out_ir = (np.clip(ir, 0, 1) * 255 + 0.5).astype(np.uint8)
         return out_rgb, out_ir
 
+    def render(self, pid: int, camera: int, key: int, n: int, want: tuple[bool, bool]
+               ) -> list[tuple[np.ndarray | None, np.ndarray | None]]:
+        """The ``n`` frames of tracklet ``key`` of identity ``pid`` in camera ``camera``, in
+        memory: per frame (visible (H, W, 3) uint8 or None, infrared (H, W) uint8 or None),
+        ``want`` = (visible, infrared). A pure function of the arguments and the renderer's."""
+        body, cam = self.body(pid), self.cameras[camera]
+        tr = self.track(pid, key)
+        noise = self._rng(4, pid, key)
+        return [self.frame(body, cam, tr, t, noise, want) for t in range(n)]
+
     # ------------------------------------------------------------------ files
     def write(self, pid: int, camera: int, key: int, n: int,
               rgb_paths: Sequence[Path] | None, ir_paths: Sequence[Path] | None) -> None:
         """Render an ``n``-frame tracklet (``key`` makes it unique) into the given files."""
-        body, cam = self.body(pid), self.cameras[camera]
-        tr = self.track(pid, key)
-        noise = self._rng(4, pid, key)
         want = (rgb_paths is not None, ir_paths is not None)
-        for t in range(n):
-            rgb, ir = self.frame(body, cam, tr, t, noise, want)
+        for t, (rgb, ir) in enumerate(self.render(pid, camera, key, n, want)):
             if rgb_paths is not None and rgb is not None:
                 self._save(Image.fromarray(rgb, "RGB"), rgb_paths[t])
             if ir_paths is not None and ir is not None:

@@ -42,6 +42,9 @@ from xreid.engine.sections import FLAT_OPTIONS, SECTIONS
 # both). "mannequin" datasets come from the independently designed generator
 # (xreid.data.mannequin) and are reported separately, as the transfer check.
 DATASETS: dict[str, tuple[str, str, dict[str, Any], int]] = {
+    # the README demo's own data (python examples/train_vvi.py): seed 0, the generator's
+    # defaults, 64 training + 24 validation identities
+    "demo-data": ("hitsz-vcm", "procedural", {"seed": 0, "num_train_ids": 64 + 24}, 24),
     "vcm-16ids-3cams": ("hitsz-vcm", "procedural",
                         {"seed": 11, "num_train_ids": 16 + 12, "num_test_ids": 12,
                          "num_cameras": 3, "difficulty": 0.5}, 12),
