@@ -337,7 +337,8 @@ def test_training_and_eval_only_list_exactly_what_they_wrote(tmp_path, capsys):
     args = ["--no-progress", "--root", str(tmp_path / "data"), "--output-dir", str(out),
             "--synthetic-train-ids", "8", "--synthetic-test-ids", "6", "--img-size", "32",
             "16", "--num-frames", "3", "--ids-per-batch", "2", "--clips-per-modality", "1",
-            "--epochs", "1", "--iters-per-epoch", "2", "--embed-dim", str(cfg.model.embed_dim)]
+            "--epochs", "1", "--iters-per-epoch", "2", "--embed-dim", str(cfg.model.embed_dim),
+            "--model.weights", "null"]
     assert train_vvi.main([*args, "--visualize", "2", "--tsne"]) == 0
     listed = capsys.readouterr().out.strip().splitlines()[-1]
     on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

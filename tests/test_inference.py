@@ -45,6 +45,7 @@ _EMBED_TOL = rounding_tol(torch.float32, vit_roundings(patch_inputs=8 * 8 * 3, d
 
 def _tiny_config(tmp: Path) -> TrainConfig:
     return TrainConfig.from_preset("demo", output_dir=str(tmp), use_cameras=True, embed_dim=32,
+                                   weights=None,
                                    depth=1, num_heads=2, num_frames=3, img_size=(32, 16))
 
 
@@ -505,6 +506,7 @@ def test_train_on_a_labelled_folder(tmp_path):
     cfg = TrainConfig.from_preset(
         "demo", dataset="folder", root=str(root), output_dir=str(tmp_path / "run"),
         embed_dim=32, depth=1, num_heads=2, num_frames=2, img_size=(32, 16), ids_per_batch=2,
+        weights=None,
         epochs=1, iters_per_epoch=2, eval_before=False, device="cpu", eval_batch_size=4,
         use_cameras=True)
     metrics = build_trainer(cfg).fit()

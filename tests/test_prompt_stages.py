@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
     values = dict(
+        weights=None,  # smaller than the demo's pre-trained encoder: from scratch
         # its own folder: a shared root holding other parameters is refused (issue 20)
         root=str(tmp_path.parent / "synthetic-data-val0"),
         synthetic_train_ids=8,

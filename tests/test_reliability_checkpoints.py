@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _state(img_size=(32, 16)) -> dict:
-    cfg = TrainConfig.from_preset("demo", output_dir="unused", embed_dim=32, depth=1,
+    cfg = TrainConfig.from_preset("demo", output_dir="unused", embed_dim=32, depth=1, weights=None,
                                   num_heads=2, num_frames=3, img_size=img_size)
     torch.manual_seed(0)
     return {"format": "xreid-train-checkpoint-v1", "config": cfg.to_dict(),

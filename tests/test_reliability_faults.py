@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def tiny_config(tmp_path: Path, **kw) -> TrainConfig:
     values = dict(
+        weights=None,  # smaller than the demo's pre-trained encoder: from scratch
         root=str(tmp_path.parent / "synthetic-data"), synthetic_train_ids=8,
         synthetic_test_ids=6, img_size=(32, 16), num_frames=3, ids_per_batch=2,
         clips_per_modality=1, epochs=1, iters_per_epoch=1, eval_before=False,

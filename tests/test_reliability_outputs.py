@@ -42,7 +42,7 @@ DEAD_PID = 2**22 + 12345  # above the default pid_max of 2**22: never a live pro
 
 def _checkpoint(path: Path, seed: int = 0, output_dir: Path | None = None, **extra) -> Path:
     out = str(output_dir or path.parent)
-    cfg = TrainConfig.from_preset("demo", output_dir=out, embed_dim=32, depth=1,
+    cfg = TrainConfig.from_preset("demo", output_dir=out, embed_dim=32, depth=1, weights=None,
                                   num_heads=2, num_frames=3, img_size=(32, 16))
     torch.manual_seed(seed)
     model = build_model(cfg, 2, 1)

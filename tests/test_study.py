@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_SETS = ["synthetic_train_ids=8", "synthetic_test_ids=6", "img_size=[32,16]",
              "num_frames=3", "ids_per_batch=2", "clips_per_modality=1", "epochs=1",
              "iters_per_epoch=1", "eval_batch_size=32", "memory_batch_size=64",
-             "embed_dim=32", "depth=1", "num_heads=2", "patch_size=8"]
+             "embed_dim=32", "depth=1", "num_heads=2", "patch_size=8", "weights=null"]
 
 
 def _import(name: str):
@@ -38,7 +38,7 @@ def test_train_vvi_variant_is_applied_and_recorded(tmp_path, data_root):
             "--img-size", "32", "16", "--num-frames", "3", "--ids-per-batch", "2",
             "--clips-per-modality", "1", "--epochs", "1", "--iters-per-epoch", "1",
             "--embed-dim", "32", "--depth", "1", "--num-heads", "2", "--patch-size", "8",
-            "--no-eval-before"]
+            "--model.weights", "null", "--no-eval-before"]
     assert train_vvi.main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())

@@ -20,8 +20,9 @@ from xreid.engine.variants import (
 )
 
 ALL = [v.name for v in list_variants()]
+# weights=None: a smaller architecture than the demo's pre-trained encoder, from scratch
 TINY = dict(img_size=(32, 16), num_frames=3, embed_dim=32, depth=1, num_heads=2,
-            patch_size=8)
+            patch_size=8, weights=None)
 C = 4  # identities
 
 

@@ -33,7 +33,8 @@ scale ``exp(logit_scale)`` from the checkpoint, 100 for OpenAI's CLIP; 1/0.07 fo
 text tower).
 
 **Text tower.** From ``text_weights`` or else ``weights`` (OpenAI's ``ViT-B-16.pt``, or a
-``xreid-convert --format openclip --keep-text`` file); without weights a random tower of
+``xreid-convert --format openclip --keep-text`` file); without weights, or when ``weights``
+names bundled image-encoder weights (``"synthetic-pretrained"``: no text tower), a random tower of
 :meth:`TextTowerConfig.tiny` size (backbone ``"tiny"``) or ViT-B/16 size, seeded by ``seed``.
 
 **State.** :meth:`PromptStages.state_dict` (the context, the stage-2 prompt features and
@@ -54,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xreid.backbones.bundled import BUNDLED_WEIGHTS
 from xreid.engine.hooks import Hook
 from xreid.losses.xreid_loss import LossOutput
 from xreid.prompts.learner import PromptLearner
@@ -117,7 +119,8 @@ def stage1_lr(
 def build_prompt_text_tower(cfg: TrainConfig, embed_dim: int) -> tuple[nn.Module, float | None]:
     """The frozen text tower of ``cfg`` -> (tower, logit scale or None); see the module
     docstring. Raises ``ValueError`` if its feature width is not ``embed_dim``."""
-    source = cfg.prompts.text_weights or cfg.model.weights
+    image = cfg.model.weights  # bundled names are image encoders only: no text tower
+    source = cfg.prompts.text_weights or (image if image not in BUNDLED_WEIGHTS else None)
     if source:
         tower, logit_scale = load_text_tower(source)
     else:

@@ -88,7 +88,7 @@ def build_pretrain_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool-seed", type=int, default=7_000_001,
                    help="seed of the pool (the mannequin part uses this + 1)")
     p.add_argument("--img-size", type=int, nargs=2, default=(64, 32), help="height width")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=36)
     p.add_argument("--iters", type=int, default=150, help="iterations per epoch")
     p.add_argument("--ids-per-batch", type=int, default=16)
     p.add_argument("--clip-len", type=int, default=2, help="frames per training clip")
