@@ -36,7 +36,7 @@ BUNDLED_WEIGHTS: dict[str, BundledWeights] = {
     "synthetic-pretrained": BundledWeights(
         backbone="tiny",
         filename="tiny-synthetic.safetensors",
-        sha256="52bb35dfb09b793814db3fe406c0102625a13b36f26d298f8350f6ff6dab474e",
+        sha256="f4250e4310225e999074a00077982fec1c2b071e2ff1cc164d39cbb40ed9e131",
         img_size=(64, 32),
     ),
 }

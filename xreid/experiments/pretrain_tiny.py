@@ -1,21 +1,25 @@
 """Pre-train the "tiny" backbone on a large synthetic pool (the shipped weights' recipe).
 
-The pool is rendered in memory with the procedural renderer of ``xreid.data.synthetic``, but
-with its own seed (``--pool-seed``, default 7_000_001, in a seed stream the dataset
-generators never use), more cameras (10), stronger nuisances (difficulty 0.8), more
-occlusion (0.25) and shorter tracklets (6 frames): it shares no identity, seed or generator
-configuration with any evaluation dataset. Every identity has ``--tracklets`` tracklets per
-modality, each in a random camera. Frames go through JPEG (quality 90) as on disk.
+The pool is rendered in memory by both synthetic renderers: ``--ids`` identities by the
+procedural renderer of ``xreid.data.synthetic`` (seed ``--pool-seed``, default 7_000_001) and
+``--mannequin-ids`` by the mannequin renderer of ``xreid.data.mannequin`` (seed
+``--pool-seed`` + 1), each in a seed stream the dataset generators never use, with more
+cameras (10), stronger nuisances (difficulty 0.8), more occlusion (0.25) and shorter
+tracklets (6 frames) than any evaluation dataset: it shares no identity, seed or generator
+configuration with one. Every identity has ``--tracklets`` tracklets per modality, each in a
+random camera; the two parts use disjoint camera indices. Frames go through JPEG (quality
+90) as on disk.
 
-``--val-ids`` pool identities are held out. After each epoch their infrared tracklets are
-ranked against their visible ones (I2V) and the reverse (V2I), same-identity same-camera
-entries removed, and the epoch with the best mean mAP is the one written. Objective: identity
-cross-entropy (label smoothing 0.1, on BN-necked features) + batch-hard triplet (margin 0.3)
-on both the [CLS] feature (D) and the projected feature (d), each the temporal mean over the
-clip, optionally + a cross-modal InfoNCE (``--contrastive-weight``).
+``--val-ids`` identities of each renderer are held out. After each epoch, per renderer, their
+infrared tracklets are ranked against their visible ones (I2V) and the reverse (V2I),
+same-identity same-camera entries removed; the epoch with the best mean of the four mAPs is
+the one written. Objective: identity cross-entropy (label smoothing 0.1, on BN-necked
+features) + batch-hard triplet (margin 0.3) on both the [CLS] feature (D) and the projected
+feature (d), each the temporal mean over the clip, optionally + a cross-modal InfoNCE
+(``--contrastive-weight``).
 
 The shipped file ``xreid/backbones/pretrained/tiny-synthetic.safetensors`` was written with
-these defaults (15.5 minutes on one thread of a shared 2-core machine, rendering included)::
+these defaults (about 16 minutes on one thread of a 2-core machine, rendering included)::
 
     OMP_NUM_THREADS=1 python examples/pretrain_tiny.py --threads 1 \\
         --output xreid/backbones/pretrained/tiny-synthetic.safetensors
