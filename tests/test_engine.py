@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from distributed_teardown import leave_group_and_exit
 
 from xreid.engine import TrainConfig, build_trainer, load_checkpoint
 from xreid.engine.checkpoint import atomic_save
@@ -173,6 +174,27 @@ def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out_dir: str) 
         torch.save(trainer.core.state_dict(), Path(out_dir) / f"rank{rank}.pt")
     finally:
         trainer.close()
+    del trainer
+    leave_group_and_exit()  # only on success (see tests/distributed_teardown.py)
+
+
+@pytest.mark.distributed
+def test_close_releases_the_ddp_wrapper_before_leaving_the_group(tmp_path):
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        trainer = build_trainer(tiny_config(tmp_path, device="cpu"))
+        assert isinstance(trainer.model, torch.nn.parallel.DistributedDataParallel)
+        trainer.close()
+        assert trainer.model is trainer.core  # no reducer outlives the group
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 @pytest.mark.distributed

@@ -11,6 +11,8 @@ One spawn runs every distributed check (a spawn costs a few seconds on 2 cores):
 - a bad value on one rank makes *every* rank raise ValueError (no deadlock);
 - ``ignore_memory_buffers_in_ddp`` keeps DDP from overwriting the memory with rank 0's copy
   (and without it DDP does overwrite it, which shows that the check can fail).
+
+Workers end through ``distributed_teardown.leave_group_and_exit`` (why: its docstring).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from distributed_teardown import leave_group_and_exit
 from torch import nn
 
 from xreid import CrossModalPrototypeMemory
@@ -140,10 +143,10 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
             ddp(torch.randn(3, D)).sum().backward()
             ddp(torch.randn(3, D)).sum().backward()
             result[f"ddp_helper_{use_helper}"] = float(model.memory.visible.mean())
+            del ddp, model  # its reducer must not outlive the process group
     finally:
         torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))
-        dist.barrier()  # no rank tears gloo down while the other still talks to it
-        dist.destroy_process_group()
+    leave_group_and_exit()  # only on success: an exception above fails the spawn
 
 
 def _single_process_reference(hard: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ writes, every rank steps, and BatchNorm buffers are broadcast from rank 0 after 
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -343,7 +344,14 @@ class Trainer:
                 torch.distributed.broadcast(buf, src=0)
 
     def close(self) -> None:
-        """Leave the process group (DDP)."""
+        """Leave the process group (DDP), after releasing the DDP wrapper.
+
+        The wrapper's reducer holds work objects of the process group; released here (the
+        trainer keeps the unwrapped model), they are not destroyed during interpreter shutdown
+        after the group is gone, which can abort the process.
+        """
         if self.distributed and torch.distributed.is_initialized():
+            self.model = self.core
+            gc.collect()
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
