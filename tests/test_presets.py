@@ -59,8 +59,9 @@ def test_presets_module_is_data_only():
 
 
 def test_camera_embedding_is_off_in_the_demo_and_on_in_the_paper_presets():
-    """The demo's default was chosen across four synthetic datasets (docs/training.md,
-    "Across datasets"); the paper and official presets keep the authors' camera embedding."""
+    """Off in the demo (first chosen on test splits, docs/training.md "Across datasets"; its
+    re-check on validation is in "The demo's defaults, chosen on validation"); the paper and
+    official presets keep the authors' camera embedding."""
     from xreid.engine import TrainConfig
 
     assert TrainConfig.from_preset("demo").data.use_cameras is False
@@ -68,11 +69,15 @@ def test_camera_embedding_is_off_in_the_demo_and_on_in_the_paper_presets():
     assert TrainConfig.from_preset("official", root="/data/vcm").data.use_cameras is True
 
 
-def test_learning_rate_is_1e_3_in_the_demo_and_the_authors_in_the_paper_presets():
-    """Chosen across four synthetic datasets and two seeds (docs/training.md, "Across
-    datasets"); the paper and official presets keep the authors' 5e-6."""
+def test_the_demo_fine_tunes_the_bundled_encoder_at_the_lr_and_schedule_chosen_on_validation():
+    """LR 3e-4 and the short schedule (12 epochs, x0.1 after 10) were chosen on validation
+    splits, 3 seeds, by rules fixed before their runs (docs/training.md, "The demo's defaults,
+    chosen on validation"); the paper and official presets keep the authors' 5e-6."""
     from xreid.engine import TrainConfig
 
-    assert TrainConfig.from_preset("demo").optim.lr == 1e-3
+    demo = TrainConfig.from_preset("demo")
+    assert demo.model.weights == "synthetic-pretrained" and demo.model.backbone == "tiny"
+    assert (demo.optim.lr, demo.optim.epochs, demo.optim.milestones) == (3e-4, 12, (10,))
+    assert demo.optim.iters_per_epoch == 50
     assert TrainConfig.from_preset("paper", root="/data/vcm").optim.lr == 5e-6
     assert TrainConfig.from_preset("official", root="/data/vcm").optim.lr == 5e-6
