@@ -462,10 +462,10 @@ def test_resume_with_a_conflicting_option_is_refused(tmp_path, trained, capsys):
     assert train_vvi.main(["--no-progress", "--resume", str(ck), "--lr", "0.5",
                            "--gamma", "0.5"]) == 2
     err = capsys.readouterr().err
-    assert "--optim.lr (checkpoint 0.001, given 0.5)" in err and "--optim.gamma" in err
+    assert "--optim.lr (checkpoint 0.0003, given 0.5)" in err and "--optim.gamma" in err
     # the library refuses too (a config that differs from the checkpoint's)
     other = build_trainer(tiny_config(Path(trained.config.run.output_dir).parent / "x", lr=0.5))
-    with pytest.raises(ValueError, match=r"lr=0\.001 \(now 0\.5\)"):
+    with pytest.raises(ValueError, match=r"lr=0\.0003 \(now 0\.5\)"):
         other.load_checkpoint(ck)
 
 

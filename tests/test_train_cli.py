@@ -173,7 +173,7 @@ def checkpoint(tmp_path_factory) -> Path:
 def test_resume_conflicts_exit_2_through_flags_and_config(checkpoint, tmp_path, capsys):
     code, _, err = run(["--resume", str(checkpoint), "--optim.lr", "0.5", "--print-config"],
                        capsys)
-    assert code == 2 and "cannot change --optim.lr (checkpoint 0.001, given 0.5)" in err, err
+    assert code == 2 and "cannot change --optim.lr (checkpoint 0.0003, given 0.5)" in err, err
     code, _, err = run(["--resume", str(checkpoint), "--lr", "0.5", "--print-config"], capsys)
     assert code == 2 and "--optim.lr" in err
     saved = TrainConfig.load(checkpoint.parent / "config.json") if (
@@ -184,7 +184,7 @@ def test_resume_conflicts_exit_2_through_flags_and_config(checkpoint, tmp_path, 
     conf.write_text(yaml.safe_dump(base))
     code, _, err = run(["--resume", str(checkpoint), "--config", str(conf), "--print-config"],
                        capsys)
-    assert code == 2 and "cannot change --optim.lr (checkpoint 0.001, given 0.5)" in err, err
+    assert code == 2 and "cannot change --optim.lr (checkpoint 0.0003, given 0.5)" in err, err
     code, _, err = run(["--resume", str(checkpoint), "--preset", "paper", "--print-config"],
                        capsys)
     assert code == 2 and "cannot change --preset (checkpoint 'demo', given 'paper')" in err

@@ -116,12 +116,10 @@ class Trainer:
         self.baselines = dict(baselines or {})
         self.initial_baselines = dict(initial_baselines or {})
         self.log_every, self.config, self.metadata = int(log_every), config, dict(metadata or {})
-        self.resume_check = resume_check
+        self.resume_check, self.is_main = resume_check, rank == 0
         self.rank, self.world_size, self.distributed = rank, world_size, distributed
-        self.is_main = rank == 0
         self.scaler = torch.amp.GradScaler(self.device.type) if amp == "fp16" else None
-        self.epoch = 0  # completed epochs
-        self.iteration = 0
+        self.epoch, self.iteration = 0, 0  # completed epochs, iterations
         self.history: list[dict[str, Any]] = []
         self.results: dict[str, Any] = {}
         self.restored_results: dict[str, Any] = {}  # evaluations of a resumed run, as dicts
@@ -344,14 +342,9 @@ class Trainer:
                 torch.distributed.broadcast(buf, src=0)
 
     def close(self) -> None:
-        """Leave the process group (DDP), after releasing the DDP wrapper.
-
-        The wrapper's reducer holds work objects of the process group; released here (the
-        trainer keeps the unwrapped model), they are not destroyed during interpreter shutdown
-        after the group is gone, which can abort the process.
-        """
+        """Leave the process group (DDP), releasing the DDP wrapper (its reducer) first."""
         if self.distributed and torch.distributed.is_initialized():
-            self.model = self.core
+            self.model = self.core  # no reducer work may outlive the group: aborts at exit
             gc.collect()
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
